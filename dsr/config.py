@@ -1,0 +1,236 @@
+"""Run configuration: one flat, frozen dataclass, named protocols and budgets.
+
+Every field is a scalar or a string, so the fields double as the parameters of the book's
+papermill notebooks. A run is identified by :func:`config_hash` of its resolved config.
+
+Protocols are the paper's setups read from the official code
+(github.com/IntelAI/dynamic-reparameterization); budgets scale a protocol down for CI (``smoke``)
+or for a 2-core CPU (``cpu``), keeping the shape of its schedules. ``paper`` is the protocol as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from dsr.schedules import Schedule, ScheduleError
+
+
+class ConfigError(ValueError):
+    """A run configuration that cannot be run, with a one-line reason."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines the result of one training run.
+
+    Defaults are the LeNet-300-100 / MNIST protocol of the DSR paper with DSR at s = 0.9.
+    Never change a default once runs exist: cached runs are matched by their full config.
+    """
+
+    # what is trained
+    model: str = "lenet300"  # registry key in dsr.models
+    dataset: str = "mnist"  # mnist | cifar10 | cifar10-jpeg | synthetic
+    method: str = "dsr"  # registry key in dsr.methods
+    sparsity: float = 0.9  # fraction of zeros in the sparse tensors, in [0, 1)
+    seed: int = 0
+    width: float = 1.0  # width multiplier of the model (thin_dense chooses its own)
+    # optimisation (SGD, momentum 0.9, Nesterov, as in the official code)
+    epochs: int = 100
+    batch_size: int = 100
+    lr_schedule: str = "0:0.1,25:0.02,50:0.004,75:0.0008"  # epoch:lr
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    l1: float = 1e-4  # L1 coefficient on the sparse weights
+    train_subset: int = 0  # 0 = whole training set; else its first n examples
+    test_subset: int = 0
+    # DSR (Mostafa & Wang 2019, Algorithm 1, and the official code)
+    np_target: int = 600  # Np: target number of weights pruned per reallocation
+    h0: float = 1e-3  # initial global threshold H
+    delta: float = 0.1  # tolerance of the threshold adaptation
+    realloc_schedule: str = "0:100,25:200,50:400,75:800"  # epoch:P (iterations)
+    realloc_stop: int = 90  # no reallocation from this epoch on
+    grow_init: str = "zero"  # value of regrown weights: zero (official) | kaiming
+    reset_momentum: bool = False  # zero the momentum of regrown weights (official: no)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with some fields changed (validated); the original stays as it is."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self)
+
+
+FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(RunConfig)}
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """Stable 12-hex-digit id of a config: sha256 of the fields that differ from the defaults.
+
+    Hashing only non-default fields keeps the ids of existing runs when a new field (with a
+    default that reproduces the old behaviour) is added.
+    """
+    diff = {
+        f.name: getattr(cfg, f.name)
+        for f in fields(cfg)
+        if getattr(cfg, f.name) != f.default or f.name in ("model", "dataset", "method")
+    }
+    text = json.dumps(diff, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Convert a value read from a command line, YAML or a notebook to the field's type."""
+    if name not in FIELD_TYPES:
+        raise ConfigError(f"unknown config field: {name}")
+    kind = FIELD_TYPES[name]
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    if kind is bool and isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise ConfigError with a one-line reason if ``cfg`` cannot be run."""
+    from dsr.data import DATASETS
+    from dsr.methods import METHODS
+    from dsr.models import MODELS
+
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        kind = FIELD_TYPES[f.name]
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ConfigError(f"{f.name}: expected {kind.__name__}, got {value!r}")
+    for name, registry in (("model", MODELS), ("dataset", DATASETS), ("method", METHODS)):
+        if getattr(cfg, name) not in registry:
+            known = ", ".join(sorted(registry))
+            raise ConfigError(f"unknown {name} {getattr(cfg, name)!r} (known: {known})")
+    if not (0.0 <= cfg.sparsity < 1.0) or math.isnan(cfg.sparsity):
+        raise ConfigError(f"sparsity must be in [0, 1), got {cfg.sparsity}")
+    for name in ("epochs", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    for name in ("train_subset", "test_subset", "np_target", "realloc_stop", "seed"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} must be non-negative, got {getattr(cfg, name)}")
+    for name in ("width", "h0"):
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"{name} must be positive, got {getattr(cfg, name)}")
+    for name in ("weight_decay", "l1", "momentum", "delta"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} must be non-negative, got {getattr(cfg, name)}")
+    if cfg.grow_init not in ("zero", "kaiming"):
+        raise ConfigError(f"grow_init must be 'zero' or 'kaiming', got {cfg.grow_init!r}")
+    try:
+        Schedule.parse(cfg.lr_schedule, "lr_schedule")
+        periods = Schedule.parse(cfg.realloc_schedule, "realloc_schedule")
+    except ScheduleError as e:
+        raise ConfigError(str(e)) from None
+    if min(periods.values) < 1 or any(not float(v).is_integer() for v in periods.values):
+        raise ConfigError(f"realloc_schedule periods must be whole numbers >= 1: {periods}")
+    METHODS[cfg.method].check_config(cfg)
+
+
+# --- protocols and budgets -------------------------------------------------------------------
+
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    # ICLR-2019 submission, LeNet-300-100 on MNIST (reference README, "LeNet-300-100").
+    "lenet300-mnist": dict(
+        model="lenet300",
+        dataset="mnist",
+        epochs=100,
+        batch_size=100,
+        lr_schedule="0:0.1,25:0.02,50:0.004,75:0.0008",
+        weight_decay=0.0,
+        l1=1e-4,
+        np_target=600,
+        realloc_schedule="0:100,25:200,50:400,75:800",
+        realloc_stop=90,
+    ),
+    # ICML-2019, WRN-28-2 on CIFAR-10 (reference README, "WRN-28-2 training").
+    "wrn28_2-cifar10": dict(
+        model="wrn28_2",
+        dataset="cifar10",
+        epochs=200,
+        batch_size=100,
+        lr_schedule="0:0.1,60:0.02,120:0.004,160:0.0008",
+        weight_decay=5e-4,
+        l1=0.0,
+        np_target=20000,
+        realloc_schedule="0:100,25:200,80:400,140:800",
+        realloc_stop=190,
+    ),
+}
+
+# A budget: total epochs (schedule boundaries scale with it), a divisor of the reallocation
+# period (so that a short run still reallocates), and data subsets.
+BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {},
+    "cpu": {
+        "lenet300-mnist": {},  # the full protocol runs in minutes on a CPU
+        "wrn28_2-cifar10": dict(epochs=10, period_divisor=4),
+    },
+    "smoke": {
+        "lenet300-mnist": dict(epochs=2, train_subset=2000, test_subset=1000, period_divisor=20),
+        "wrn28_2-cifar10": dict(
+            epochs=2, train_subset=200, test_subset=200, batch_size=50, period_divisor=50
+        ),
+    },
+}
+
+
+def preset(protocol: str = "lenet300-mnist", budget: str = "paper", **overrides: Any) -> RunConfig:
+    """The resolved config of a protocol at a budget, with field overrides applied last.
+
+    Raises:
+        ConfigError: unknown protocol, budget or field, or an invalid value.
+    """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r} (known: {', '.join(BUDGETS)})")
+    base = dict(PROTOCOLS[protocol])
+    scale = dict(BUDGETS[budget].get(protocol, {}))
+    divisor = scale.pop("period_divisor", 1)
+    factor = scale.get("epochs", base["epochs"]) / base["epochs"]
+    base.update(scale)
+    if factor != 1 or divisor != 1:
+        lr = Schedule.parse(base["lr_schedule"]).scaled(factor)
+        periods = Schedule.parse(base["realloc_schedule"]).scaled(factor)
+        periods = Schedule(periods.epochs, tuple(max(1, round(v / divisor)) for v in periods.values))
+        base["lr_schedule"] = lr.format()
+        base["realloc_schedule"] = ",".join(
+            f"{e}:{int(v)}" for e, v in zip(periods.epochs, periods.values)
+        )
+        base["realloc_stop"] = max(1, int(base["realloc_stop"] * factor))
+    base.update({k: coerce(k, v) for k, v in overrides.items()})
+    try:
+        return RunConfig(**base)
+    except TypeError as e:
+        raise ConfigError(str(e)) from None

@@ -1,0 +1,260 @@
+"""Data sets as in-memory tensors: MNIST, CIFAR-10, cifar10-jpeg and a synthetic set.
+
+* ``mnist`` and ``cifar10`` are read with torchvision's dataset classes. Files are looked up
+  under the data root (environment variable ``DSR_DATA_ROOT``, default the project's ``data/``);
+  torchvision downloads only when the user allows it (``DSR_DOWNLOAD=1`` or ``--download``).
+  MNIST's four official ``.gz`` files are copied to a writable cache (``DSR_CACHE``, default
+  ``data/cache``) where torchvision checks their md5 and unpacks them, offline.
+* ``cifar10-jpeg`` is CIFAR-10 with exact labels but JPEG-degraded pixels, read from ``.npz``
+  files checked against their ``manifest.json`` sha256 sums. Results on it are labelled
+  ``cifar10-jpeg`` and are never comparable with published CIFAR-10 numbers.
+* ``synthetic`` is a tiny, learnable set generated from a fixed seed, for tests.
+
+CIFAR augmentation follows the paper: zero-pad 4, random 32x32 crop, horizontal flip, then
+normalise; it runs on whole batches of tensors, so loading never dominates a step.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROJECT = Path(__file__).resolve().parents[1]
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+# Normalisation of the common PyTorch CIFAR-10 recipes (kuangliu/pytorch-cifar), which the
+# official DSR code builds on.
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+
+
+class DataError(RuntimeError):
+    """A data set that is missing, corrupt or unreadable, with a one-line reason."""
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("DSR_DATA_ROOT", PROJECT / "data"))
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("DSR_CACHE", PROJECT / "data" / "cache"))
+
+
+def download_allowed() -> bool:
+    return os.environ.get("DSR_DOWNLOAD", "0").lower() in ("1", "true", "yes")
+
+
+@dataclass
+class Data:
+    """Train and test tensors plus what is needed to iterate and to record provenance.
+
+    Images are stored as uint8 (CIFAR, ``(N, 3, 32, 32)``) or float (MNIST, ``(N, 784)``,
+    already normalised); labels as int64.
+    """
+
+    variant: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    checksum: str
+    augment: bool = False
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def subset(self, train: int, test: int) -> Data:
+        """The first ``train`` / ``test`` examples (0 keeps all)."""
+        tx, ty = (self.train_x[:train], self.train_y[:train]) if train else (self.train_x, self.train_y)
+        vx, vy = (self.test_x[:test], self.test_y[:test]) if test else (self.test_x, self.test_y)
+        return Data(self.variant, tx, ty, vx, vy, self.checksum, self.augment, self.mean, self.std)
+
+    def to(self, device: torch.device | str) -> Data:
+        return Data(self.variant, self.train_x.to(device), self.train_y.to(device),
+                    self.test_x.to(device), self.test_y.to(device), self.checksum,
+                    self.augment, self.mean, self.std)
+
+    def batches(self, batch_size: int, *, train: bool, epoch: int = 0, seed: int = 0
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Mini-batches; training order and augmentation depend only on (seed, epoch), so a
+        run resumed at an epoch boundary sees exactly the batches of an uninterrupted one."""
+        x, y = (self.train_x, self.train_y) if train else (self.test_x, self.test_y)
+        g = torch.Generator().manual_seed(1_000_003 * seed + epoch)
+        order = torch.randperm(len(y), generator=g) if train else torch.arange(len(y))
+        for i in range(0, len(y), batch_size):
+            idx = order[i:i + batch_size].to(x.device)
+            xb = x[idx]
+            if self.mean:
+                if train and self.augment:
+                    xb = crop_flip(xb, g)
+                xb = normalise(xb, self.mean, self.std)
+            yield xb, y[idx]
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return -(-len(self.train_y) // batch_size)
+
+
+def crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Zero-pad by ``pad``, take a random crop of the original size, flip half horizontally."""
+    b, _, h, w = x.shape  # (B, C, H, W)
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy, dx = (torch.randint(0, 2 * pad + 1, (2, b), generator=g)).to(x.device)
+    flip = (torch.rand(b, generator=g) < 0.5).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
+    cols = dx[:, None] + torch.arange(w, device=x.device)  # (B, W)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]  # (B, 1, 1, W)
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[batch, chans, rows, cols]
+
+
+def normalise(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    return (x.float() / 255.0 - m) / s
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if missing) for the block's duration."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def combined_checksum(paths: list[Path]) -> str:
+    return hashlib.sha256("".join(sha256(p) for p in paths).encode()).hexdigest()[:16]
+
+
+# --- the data sets ---------------------------------------------------------------------------
+
+def load_mnist(model_input: tuple[int, ...]) -> Data:
+    """MNIST via torchvision, offline from the official .gz files when they are present."""
+    from torchvision.datasets import MNIST
+
+    raw = [data_root() / "MNIST" / "raw" / f for f in MNIST_FILES]
+    cache = cache_root()
+    if all(p.exists() for p in raw):
+        (cache / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        for p in raw:
+            target = cache / "MNIST" / "raw" / p.name
+            if not target.exists() or target.stat().st_size != p.stat().st_size:
+                tmp = target.with_suffix(f".{os.getpid()}.tmp")
+                shutil.copyfile(p, tmp)
+                os.replace(tmp, target)
+        download = True  # torchvision finds the files, checks their md5 and unpacks them
+    elif download_allowed():
+        download = True
+    else:
+        raise DataError(f"MNIST not found under {data_root()}/MNIST/raw "
+                        "(set DSR_DATA_ROOT, or allow a download with --download)")
+    try:
+        with file_lock(cache / "MNIST.lock"):  # concurrent workers unpack once
+            train, test = (MNIST(str(cache), train=t, download=download) for t in (True, False))
+    except RuntimeError as e:
+        raise DataError(f"MNIST files under {cache}/MNIST are corrupt or unreadable: {e}") from None
+    files = [cache / "MNIST" / "raw" / f for f in MNIST_FILES]
+
+    def flat(ds) -> torch.Tensor:
+        return ((ds.data.float() / 255.0 - MNIST_MEAN) / MNIST_STD).view(len(ds.data), -1)
+
+    return Data("mnist", flat(train), train.targets.long(), flat(test), test.targets.long(),
+                combined_checksum(files))
+
+
+def load_cifar10(model_input: tuple[int, ...]) -> Data:
+    """The real CIFAR-10 via torchvision (downloads only when allowed)."""
+    from torchvision.datasets import CIFAR10
+
+    root = data_root()
+    try:
+        train, test = (CIFAR10(str(root), train=t, download=download_allowed()) for t in (True, False))
+    except RuntimeError as e:
+        raise DataError(f"CIFAR-10 not usable under {root}: {e} "
+                        "(set DSR_DATA_ROOT, or allow a download with --download)") from None
+
+    def chw(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32) uint8
+
+    files = sorted((root / "cifar-10-batches-py").glob("*_batch*"))
+    return Data("cifar10", chw(train.data), torch.tensor(train.targets), chw(test.data),
+                torch.tensor(test.targets), combined_checksum(files), True, CIFAR_MEAN, CIFAR_STD)
+
+
+def load_cifar10_jpeg(model_input: tuple[int, ...]) -> Data:
+    """CIFAR-10 with JPEG-degraded pixels from ``<root>/cifar10-jpeg``, checked by sha256."""
+    folder = data_root() / "cifar10-jpeg"
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists():
+        raise DataError(f"cifar10-jpeg not found: no {manifest_path} (set DSR_DATA_ROOT)")
+    manifest = json.loads(manifest_path.read_text())
+    names = manifest["train_files"] + [manifest["test_file"]]
+    for name in names:
+        path = folder / name
+        if not path.exists():
+            raise DataError(f"cifar10-jpeg: missing file {path}")
+        if sha256(path) != manifest["sha256"][name]:
+            raise DataError(f"cifar10-jpeg: {path} does not match its sha256 in manifest.json")
+    arrays = [np.load(folder / n) for n in names]
+
+    def chw(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32) uint8
+
+    train_x = torch.cat([chw(a["images"]) for a in arrays[:-1]])
+    train_y = torch.cat([torch.from_numpy(a["labels"]).long() for a in arrays[:-1]])
+    test_x, test_y = chw(arrays[-1]["images"]), torch.from_numpy(arrays[-1]["labels"]).long()
+    checksum = hashlib.sha256("".join(manifest["sha256"][n] for n in names).encode()).hexdigest()
+    return Data("cifar10-jpeg", train_x, train_y, test_x, test_y, checksum[:16], True,
+                CIFAR_MEAN, CIFAR_STD)
+
+
+def load_synthetic(model_input: tuple[int, ...]) -> Data:
+    """512 + 256 examples labelled by a fixed random linear teacher: learnable in seconds."""
+    g = torch.Generator().manual_seed(1234)
+    n, dim = 768, int(np.prod(model_input))
+    teacher = torch.randn(dim, 10, generator=g)
+    if len(model_input) == 3:  # images: uint8 pixels, normalised per batch like CIFAR
+        x = torch.randint(0, 256, (n, *model_input), generator=g, dtype=torch.uint8)
+        y = (normalise(x, CIFAR_MEAN, CIFAR_STD).view(n, -1) @ teacher).argmax(1)
+        return Data("synthetic", x[:512], y[:512], x[512:], y[512:], "synthetic-v1", True,
+                    CIFAR_MEAN, CIFAR_STD)
+    x = torch.randn(n, dim, generator=g)
+    y = (x @ teacher).argmax(1)
+    return Data("synthetic", x[:512], y[:512], x[512:], y[512:], "synthetic-v1")
+
+
+DATASETS: dict[str, Callable[[tuple[int, ...]], Data]] = {
+    "mnist": load_mnist,
+    "cifar10": load_cifar10,
+    "cifar10-jpeg": load_cifar10_jpeg,
+    "synthetic": load_synthetic,
+}
+
+
+def load(name: str, model_input: tuple[int, ...]) -> Data:
+    """Load a data set by name for a model with input shape ``model_input``."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r} (known: {', '.join(sorted(DATASETS))})")
+    return DATASETS[name](model_input)

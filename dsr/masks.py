@@ -1,0 +1,169 @@
+"""Mask ownership for sparse weight tensors.
+
+Each sparse weight owns a bool buffer ``weight_mask`` on its module, so masks travel with the
+model's ``state_dict``. Inactive weights are kept exactly zero (after every optimizer step) and
+receive zero gradient, so the forward pass uses only active weights and a checkpoint is truly
+sparse. Which tensors are sparse follows the official DSR code
+(github.com/IntelAI/dynamic-reparameterization): models say so through ``sparse_module_names()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+MASK = "weight_mask"
+
+
+class MaskError(ValueError):
+    """A mask that is not a bool tensor of its weight's shape."""
+
+
+def default_sparse_names(model: nn.Module) -> list[str]:
+    """The sparse modules of ``model``: its own list, else every conv with a kernel > 1x1 and
+    every linear layer except the last one (the usual choice for models not written here)."""
+    if hasattr(model, "sparse_module_names"):
+        return list(model.sparse_module_names())
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    names = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d) and m.weight.shape[2:].numel() > 1:
+            names.append(name)
+        elif isinstance(m, nn.Linear) and name != linears[-1]:
+            names.append(name)
+    return names
+
+
+def exact_counts(numels: Sequence[int], density: float) -> list[int]:
+    """Active counts per tensor: each within 1 of ``density * numel``, summing exactly to
+    ``round(density * sum(numels))`` (largest-remainder rounding, ties to the earlier tensor)."""
+    total = round(density * sum(numels))
+    quotas = [density * n for n in numels]
+    counts = [int(q) for q in quotas]
+    order = sorted(range(len(numels)), key=lambda i: (-(quotas[i] - counts[i]), i))
+    for i in order[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def random_mask(numel: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """A flat bool mask with exactly ``count`` True entries at uniformly random positions."""
+    mask = torch.zeros(numel, dtype=torch.bool)
+    mask[torch.randperm(numel, generator=generator)[:count]] = True
+    return mask
+
+
+@dataclass
+class SparseTensor:
+    """One sparse weight: its name, its module and (through the module) weight and mask."""
+
+    name: str
+    module: nn.Module
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.module.weight
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return getattr(self.module, MASK)
+
+    def set_mask(self, mask: torch.Tensor) -> None:
+        """Replace the mask in place (keeping the buffer object) after checking it."""
+        if mask.dtype != torch.bool or mask.shape != self.weight.shape:
+            raise MaskError(f"{self.name}: mask must be bool of shape {tuple(self.weight.shape)}")
+        self.mask.copy_(mask)
+
+
+class Masks:
+    """The sparse tensors of a model and the operations that keep them sparse."""
+
+    def __init__(self, model: nn.Module, names: Iterable[str] | None = None):
+        self.model = model
+        modules = dict(model.named_modules())
+        names = default_sparse_names(model) if names is None else list(names)
+        missing = [n for n in names if n not in modules]
+        if missing:
+            raise MaskError(f"no such module(s): {', '.join(missing)}")
+        self.tensors = [SparseTensor(n, modules[n]) for n in names]
+        for t in self.tensors:
+            if not hasattr(t.module, MASK):
+                t.module.register_buffer(MASK, torch.ones_like(t.weight, dtype=torch.bool))
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    @property
+    def weights(self) -> list[nn.Parameter]:
+        return [t.weight for t in self.tensors]
+
+    @property
+    def masks(self) -> list[torch.Tensor]:
+        return [t.mask for t in self.tensors]
+
+    @property
+    def numels(self) -> list[int]:
+        return [t.weight.numel() for t in self.tensors]
+
+    def init_uniform(self, sparsity: float, generator: torch.Generator) -> None:
+        """The same sparsity in every tensor, exact counts, random positions (official code)."""
+        self.init_counts(exact_counts(self.numels, 1.0 - sparsity), generator)
+
+    def init_counts(self, counts: Sequence[int], generator: torch.Generator) -> None:
+        """Random masks with the given active count per tensor; zero the inactive weights."""
+        for t, k in zip(self.tensors, counts):
+            t.set_mask(random_mask(t.weight.numel(), k, generator).view_as(t.weight).to(t.mask.device))
+        self.apply_()
+
+    @torch.no_grad()
+    def apply_(self) -> None:
+        """Zero every inactive weight (call after each optimizer step)."""
+        for w, m in zip(self.weights, self.masks):
+            w.mul_(m)
+
+    @torch.no_grad()
+    def mask_grads_(self) -> None:
+        """Zero the gradients of inactive weights (call before each optimizer step)."""
+        for w, m in zip(self.weights, self.masks):
+            if w.grad is not None:
+                w.grad.mul_(m)
+
+    def active_counts(self) -> list[int]:
+        return [int(m.sum()) for m in self.masks]
+
+    def total_active(self) -> int:
+        return sum(self.active_counts())
+
+    def report(self) -> dict:
+        """Per-tensor and global density of the sparse tensors."""
+        counts, numels = self.active_counts(), self.numels
+        return {
+            "tensors": [
+                {"name": t.name, "shape": list(t.weight.shape), "numel": n, "active": c,
+                 "density": c / n}
+                for t, c, n in zip(self.tensors, counts, numels)
+            ],
+            "sparse_numel": sum(numels),
+            "sparse_active": sum(counts),
+            "density": sum(counts) / max(1, sum(numels)),
+        }
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters of ``model``: all positions, and those that are non-zero capable
+    (active): masked tensors count their active entries, every other trainable tensor in full."""
+    masked = {id(m.weight): getattr(m, MASK) for m in model.modules() if hasattr(m, MASK)}
+    total = active = sparse = 0
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        total += p.numel()
+        if id(p) in masked:
+            sparse += p.numel()
+            active += int(masked[id(p)].sum())
+        else:
+            active += p.numel()
+    return {"total": total, "active": active, "sparse_positions": sparse, "dense": total - sparse}

@@ -1,0 +1,48 @@
+"""Method registry. ``METHODS[name]`` is a :class:`Method` subclass; see ``base.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dsr.methods import baselines, dsr  # noqa: F401  (register the methods)
+from dsr.methods.base import METHODS, Method, Scheduled, register, split_proportional
+
+__all__ = ["METHODS", "Method", "Scheduled", "register", "split_proportional", "sparsify"]
+
+
+def sparsify(
+    model: nn.Module,
+    method: str = "dsr",
+    *,
+    sparsity: float,
+    steps_per_epoch: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    seed: int = 0,
+    names: Sequence[str] | None = None,
+    **hyperparameters,
+) -> Method:
+    """Make ``model`` sparse in place and return the method that keeps it so.
+
+    Args:
+        model: any PyTorch model; its sparse layers are ``names``, else the model's own
+            ``sparse_module_names()``, else every conv with a kernel > 1x1 and every linear
+            layer but the last.
+        method: a registry key (``dsr``, ``static``, ...).
+        sparsity: fraction of zeros in every sparse tensor at the start.
+        steps_per_epoch: optimizer steps per epoch (schedules are given in epochs).
+        optimizer: needed by options that touch optimizer state (``reset_momentum``).
+        seed: seed of the method's own RNG (initial masks, regrowth positions).
+        **hyperparameters: the method's options, e.g. ``np_target=600`` for DSR.
+
+    Call ``before_step()`` between ``backward()`` and ``optimizer.step()``, and
+    ``after_step()`` right after it.
+    """
+    if method not in METHODS:
+        raise KeyError(f"unknown method {method!r} (known: {', '.join(sorted(METHODS))})")
+    cls = METHODS[method]
+    kwargs = dict(sparsity=sparsity, steps_per_epoch=steps_per_epoch, optimizer=optimizer,
+                  seed=seed, names=names)
+    return cls(model, **kwargs, **hyperparameters)

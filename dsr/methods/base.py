@@ -1,0 +1,186 @@
+"""The method interface: what to drop, what to grow, how many per tensor, and when.
+
+A method wraps a model's sparse tensors (:class:`dsr.masks.Masks`) and is driven by two calls
+around the optimizer step of any training loop::
+
+    loss.backward()
+    method.before_step()   # e.g. zero the gradients of inactive weights
+    optimizer.step()
+    event = method.after_step()   # re-zero inactive weights; reallocate when scheduled
+
+``after_step`` returns a dict describing a reallocation when one happened, else None.
+Methods are registered by name with :func:`register` and built from a run config with
+:meth:`Method.from_config`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from dsr.masks import Masks
+from dsr.schedules import Schedule
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(name: str):
+    """Class decorator adding a method to the registry under ``name``."""
+
+    def add(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return add
+
+
+class Method:
+    """Base class. Subclasses set ``sparse`` and ``config_fields`` and override ``update``."""
+
+    name: ClassVar[str] = ""
+    sparse: ClassVar[bool] = True  # False: a dense network, no masks
+    config_fields: ClassVar[tuple[str, ...]] = ()  # RunConfig fields passed to __init__
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        sparsity: float,
+        steps_per_epoch: int,
+        optimizer: torch.optim.Optimizer | None = None,
+        seed: int = 0,
+        names: Sequence[str] | None = None,
+    ):
+        self.model = model
+        self.sparsity = sparsity
+        self.steps_per_epoch = steps_per_epoch
+        self.optimizer = optimizer
+        self.step = 0  # optimizer steps taken so far
+        # The method's own RNG (mask positions, regrowth), independent of data and init RNGs.
+        self.generator = torch.Generator().manual_seed(10_007 + seed)
+        self.masks = Masks(model, names) if self.sparse else None
+        if self.masks is not None:
+            self.init_masks()
+
+    # --- construction from a run config ---------------------------------------------------
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Raise dsr.config.ConfigError if ``cfg`` is incompatible with this method."""
+
+    @classmethod
+    def model_width(cls, cfg: Any) -> float:
+        """Width multiplier of the model this method trains (thin_dense overrides)."""
+        return cfg.width
+
+    @classmethod
+    def from_config(
+        cls, cfg: Any, model: nn.Module, steps_per_epoch: int, optimizer: torch.optim.Optimizer
+    ) -> Method:
+        hp = {k: getattr(cfg, k) for k in cls.config_fields}
+        return cls(model, sparsity=cfg.sparsity, steps_per_epoch=steps_per_epoch,
+                   optimizer=optimizer, seed=cfg.seed, **hp)
+
+    # --- the two hooks ----------------------------------------------------------------------
+    def init_masks(self) -> None:
+        """Initial masks: uniform sparsity, exact counts, random positions (official code)."""
+        self.masks.init_uniform(self.sparsity, self.generator)
+
+    def before_step(self) -> None:
+        if self.masks is not None:
+            self.masks.mask_grads_()
+
+    def after_step(self) -> dict | None:
+        if self.masks is not None:
+            self.masks.apply_()
+        self.step += 1
+        if self.masks is None or not self.is_update_step(self.step):
+            return None
+        event = {"step": self.step, "epoch": self.epoch_of(self.step)}
+        event.update(self.update())
+        event["active"] = self.masks.active_counts()
+        return event
+
+    def epoch_of(self, step: int) -> int:
+        """The epoch in which optimizer step number ``step`` (1-based) was taken."""
+        return (step - 1) // self.steps_per_epoch
+
+    def is_update_step(self, step: int) -> bool:
+        return False
+
+    def update(self) -> dict:
+        """Change the masks; return what to log. Called only on update steps."""
+        raise NotImplementedError
+
+    # --- state for checkpoints ----------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"step": self.step, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+        self.generator.set_state(state["generator"])
+
+    # --- helpers for subclasses ---------------------------------------------------------------
+    @torch.no_grad()
+    def grow_values(self, weight: torch.Tensor, index: torch.Tensor, how: str) -> None:
+        """Set newly grown weights (flat ``index``) to zero or a Kaiming-normal draw."""
+        flat = weight.view(-1)
+        if how == "zero":
+            flat[index] = 0.0
+        else:
+            fan_in = weight[0].numel() if weight.dim() > 1 else weight.numel()
+            std = (2.0 / fan_in) ** 0.5
+            flat[index] = torch.randn(len(index), generator=self.generator).to(flat) * std
+
+    def reset_momentum_at(self, weight: torch.Tensor, index: torch.Tensor) -> None:
+        """Zero the optimizer's momentum of the flat positions ``index`` of ``weight``."""
+        state = self.optimizer.state.get(weight, {}) if self.optimizer is not None else {}
+        buf = state.get("momentum_buffer")
+        if buf is not None:
+            buf.view(-1)[index] = 0.0
+
+
+class Scheduled(Method):
+    """A method that reallocates every P steps, P from a per-epoch schedule, until a stop epoch.
+
+    Official DSR code: the first reallocation happens at step P (not 0), none from
+    ``realloc_stop`` on.
+    """
+
+    def __init__(self, model: nn.Module, *, realloc_schedule: str, realloc_stop: int, **kw):
+        self.periods = Schedule.parse(realloc_schedule, "realloc_schedule")
+        self.realloc_stop = realloc_stop
+        super().__init__(model, **kw)
+
+    def is_update_step(self, step: int) -> bool:
+        epoch = self.epoch_of(step)
+        return epoch < self.realloc_stop and step % int(self.periods(epoch)) == 0
+
+
+def split_proportional(total: int, weights: Sequence[int], capacity: Sequence[int]) -> list[int]:
+    """Split ``total`` into integers proportional to ``weights``, none above its ``capacity``.
+
+    Largest-remainder rounding makes the parts sum exactly to ``total`` (which must not exceed
+    ``sum(capacity)``); what a full tensor cannot take goes to the others, again in proportion.
+    """
+    if total > sum(capacity):
+        raise ValueError(f"cannot place {total} in a capacity of {sum(capacity)}")
+    parts = [0] * len(weights)
+    open_ = [i for i in range(len(weights)) if capacity[i] > 0]
+    left = total
+    while left > 0:
+        w = [weights[i] if sum(weights[j] for j in open_) > 0 else 1 for i in open_]
+        quotas = [left * wi / sum(w) for wi in w]
+        add = [int(q) for q in quotas]
+        order = sorted(range(len(open_)), key=lambda k: (-(quotas[k] - add[k]), k))
+        for k in order[: left - sum(add)]:
+            add[k] += 1
+        for k, i in enumerate(open_):
+            take = min(add[k], capacity[i] - parts[i])
+            parts[i] += take
+            left -= take
+        open_ = [i for i in open_ if parts[i] < capacity[i]]
+    return parts

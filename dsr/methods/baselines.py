@@ -1,0 +1,69 @@
+"""The non-dynamic baselines of the DSR paper: full dense, thin dense and static sparse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from dsr.methods.base import Method, register
+
+
+@register("dense")
+class Dense(Method):
+    """The full dense network: no masks, the sparsity field is ignored."""
+
+    sparse = False
+
+
+@register("static")
+class Static(Method):
+    """A random sparse network (uniform sparsity, exact counts) whose mask never changes."""
+
+
+@register("thin_dense")
+class ThinDense(Method):
+    """A dense network made narrower so that its trainable parameter count matches the sparse
+    network's non-zero count at ``sparsity`` (paper: 'thin dense'). The width multiplier is
+    chosen by :func:`matched_width` and recorded in the run summary."""
+
+    sparse = False
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        from dsr.config import ConfigError
+
+        if cfg.sparsity <= 0:
+            raise ConfigError("thin_dense needs sparsity > 0 (the sparse network it matches)")
+        if cfg.width != 1.0:
+            raise ConfigError("thin_dense chooses its own width: leave width at 1.0")
+
+    @classmethod
+    def model_width(cls, cfg: Any) -> float:
+        return matched_width(cfg.model, cfg.sparsity)
+
+
+def model_counts(model_name: str, width: float) -> dict[str, int]:
+    """Trainable parameters of a model (built on the meta device, no memory, no RNG use)."""
+    from dsr.masks import default_sparse_names
+    from dsr.models import create_model
+
+    with torch.device("meta"):
+        model = create_model(model_name, width)
+    names = set(default_sparse_names(model))
+    sparse = sum(m.weight.numel() for n, m in model.named_modules() if n in names)
+    total = sum(p.numel() for p in model.parameters())
+    return {"total": total, "sparse_positions": sparse, "dense": total - sparse}
+
+
+def matched_width(model_name: str, sparsity: float) -> float:
+    """Width multiplier whose dense parameter count is closest to the sparse network's
+    non-zero count (sparse positions times density, plus the dense parameters)."""
+    full = model_counts(model_name, 1.0)
+    target = round((1 - sparsity) * full["sparse_positions"]) + full["dense"]
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if model_counts(model_name, mid)["total"] < target else (lo, mid)
+    candidates = {round(w, 4) for w in (lo, hi)}
+    return min(candidates, key=lambda w: abs(model_counts(model_name, w)["total"] - target))

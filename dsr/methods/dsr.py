@@ -1,0 +1,98 @@
+"""Dynamic Sparse Reparameterization (Mostafa & Wang, ICML 2019, Algorithm 1).
+
+Semantics of the official code (github.com/IntelAI/dynamic-reparameterization), which this
+class reproduces by default:
+
+* every P steps (P from a per-epoch schedule, first at step P, none from ``realloc_stop``):
+* prune, in every sparse tensor, the active weights with |w| < H, one global threshold H
+  (H0 = 1e-3); a tensor is never emptied (its largest weight survives);
+* regrow as many weights as were pruned in total (K), split across tensors in proportion to
+  each tensor's surviving active count, at uniformly random inactive positions that were not
+  pruned in this same step, with value 0; momentum is not reset;
+* adapt H: halve it if K > (1 + delta) Np, double it if K < (1 - delta) Np.
+
+Options that the paper leaves open: ``grow_init`` ("zero" | "kaiming") and ``reset_momentum``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dsr.methods.base import Scheduled, register, split_proportional
+
+
+@register("dsr")
+class DSR(Scheduled):
+    """Global magnitude threshold pruning, proportional random regrowth, adaptive threshold."""
+
+    config_fields = ("np_target", "h0", "delta", "realloc_schedule", "realloc_stop",
+                     "grow_init", "reset_momentum")
+
+    def __init__(self, model: nn.Module, *, np_target: int = 600, h0: float = 1e-3,
+                 delta: float = 0.1, realloc_schedule: str = "0:100", realloc_stop: int = 10**9,
+                 grow_init: str = "zero", reset_momentum: bool = False, **kw):
+        self.np_target, self.threshold, self.delta = np_target, h0, delta
+        self.grow_init, self.reset_momentum = grow_init, reset_momentum
+        super().__init__(model, realloc_schedule=realloc_schedule, realloc_stop=realloc_stop, **kw)
+
+    @torch.no_grad()
+    def prune(self) -> list[torch.Tensor]:
+        """Drop active weights with |w| < H in every tensor; return the flat pruned positions."""
+        pruned = []
+        for t in self.masks.tensors:
+            w, m = t.weight.view(-1), t.mask.view(-1)
+            drop = m & (w.abs() < self.threshold)
+            if bool(drop.sum() == m.sum()) and bool(m.any()):  # never empty a tensor
+                drop[torch.where(m, w.abs(), -1.0).argmax()] = False
+            m &= ~drop
+            w[drop] = 0.0
+            pruned.append(drop.nonzero().view(-1))
+        return pruned
+
+    @torch.no_grad()
+    def grow(self, pruned: list[torch.Tensor]) -> list[int]:
+        """Regrow sum(len(pruned)) weights in proportion to the surviving counts."""
+        surviving = self.masks.active_counts()
+        total = sum(len(p) for p in pruned)
+        capacity = [n - a - len(p) for n, a, p in zip(self.masks.numels, surviving, pruned)]
+        # Only at densities above ~0.5 can the free positions run out; then (and only then)
+        # just-pruned positions become candidates again, so the count stays conserved.
+        exclude = total <= sum(capacity)
+        if not exclude:
+            capacity = [n - a for n, a in zip(self.masks.numels, surviving)]
+        counts = split_proportional(total, surviving, capacity)
+        for t, p, g in zip(self.masks.tensors, pruned, counts):
+            if g == 0:
+                continue
+            m = t.mask.view(-1)
+            free = ~m
+            if exclude:
+                free[p] = False  # not where we just pruned
+            candidates = free.nonzero().view(-1)
+            pick = candidates[torch.randperm(len(candidates), generator=self.generator)[:g]]
+            m[pick] = True
+            self.grow_values(t.weight, pick, self.grow_init)
+            if self.reset_momentum:
+                self.reset_momentum_at(t.weight, pick)
+        return counts
+
+    def update(self) -> dict:
+        threshold = self.threshold
+        pruned = self.prune()
+        grown = self.grow(pruned)
+        k = sum(len(p) for p in pruned)
+        if k > (1 + self.delta) * self.np_target:
+            self.threshold /= 2
+        elif k < (1 - self.delta) * self.np_target:
+            self.threshold *= 2
+        return {"threshold": threshold, "next_threshold": self.threshold, "pruned": k,
+                "grown": sum(grown), "pruned_per_tensor": [len(p) for p in pruned],
+                "grown_per_tensor": grown}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "threshold": self.threshold}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.threshold = state["threshold"]

@@ -1,0 +1,230 @@
+"""The run cache: ``run(cfg)`` trains a config once and returns its stored record thereafter.
+
+A run lives in ``<runs root>/<config hash>/`` (root: ``DSR_RUNS``, default the project's
+``data/runs``):
+
+* ``config.json``      the resolved config
+* ``metrics.csv``      one row per epoch (losses, accuracies, active parameters, seconds)
+* ``reallocations.jsonl``  one line per mask update (step, threshold, pruned, grown, per tensor)
+* ``masks_final.npz``  the final masks, bit-packed (sparse methods)
+* ``summary.json``     final accuracy, parameter counts, densities, wall time, provenance;
+  written last, so its presence means the run is complete
+* ``checkpoint.pt``, ``init.pt``, ``final.pt``  resume state and weights (not committed)
+* ``failed.json``      why a run stopped (diverged), if it did
+
+A lock file makes a second process asking for the same run wait and then read the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from functools import cache
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dsr import io
+from dsr.config import RunConfig
+from dsr.data import PROJECT, file_lock, load
+from dsr.masks import count_parameters
+from dsr.train import TrainingDiverged, Trainer, train
+
+SUMMARY, FAILED = "summary.json", "failed.json"
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("DSR_RUNS", PROJECT / "data" / "runs"))
+
+
+@dataclass
+class RunRecord:
+    """A finished run as stored on disk."""
+
+    path: Path
+    config: RunConfig
+    summary: dict
+
+    def metrics(self) -> list[dict]:
+        import csv
+
+        with open(self.path / "metrics.csv") as f:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+    def reallocations(self) -> list[dict]:
+        lines = (self.path / "reallocations.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    def final_masks(self) -> dict[str, torch.Tensor]:
+        """The bool masks at the end of the run, by sparse module name."""
+        packed = np.load(self.path / "masks_final.npz")
+        shapes = json.loads(str(packed["__shapes__"]))
+        return {n: torch.from_numpy(np.unpackbits(packed[n])[: int(np.prod(s))]
+                                    .astype(bool).reshape(s)) for n, s in shapes.items()}
+
+
+def run_dir(cfg: RunConfig, root: Path | None = None) -> Path:
+    return (root or runs_root()) / cfg.hash
+
+
+def load_run(cfg: RunConfig, root: Path | None = None) -> RunRecord | None:
+    """The finished run of ``cfg``, or None. A stored config must equal ``cfg`` exactly."""
+    path = run_dir(cfg, root)
+    if not (path / SUMMARY).exists():
+        return None
+    stored = {**RunConfig().to_dict(), **json.loads((path / "config.json").read_text())}
+    if stored != cfg.to_dict():
+        return None
+    return RunRecord(path, cfg, json.loads((path / SUMMARY).read_text()))
+
+
+def run(cfg: RunConfig, root: Path | None = None, *, device: str = "cpu", progress: bool = True,
+        stop_after: int | None = None) -> RunRecord | None:
+    """Return the finished run of ``cfg``, training (or resuming) it first if needed.
+
+    With ``stop_after`` the run trains at most that many epochs and returns None if unfinished.
+    Data is loaded before anything is written, so a missing data set leaves the cache as it was.
+    """
+    record = load_run(cfg, root)
+    if record is not None:
+        return record
+    from dsr.models import input_shape
+
+    data = load(cfg.dataset, input_shape(cfg.model))
+    path = run_dir(cfg, root)
+    path.mkdir(parents=True, exist_ok=True)
+    with file_lock(path / ".lock"):
+        record = load_run(cfg, root)  # another process may have finished it meanwhile
+        if record is not None:
+            return record
+        io.write_json(path / "config.json", cfg.to_dict())
+        try:
+            t = train(cfg, path, device=device, progress=progress, stop_after=stop_after,
+                      data=data)
+        except TrainingDiverged as e:
+            io.write_json(path / FAILED, {"reason": str(e), "config": cfg.to_dict(),
+                                          **provenance(device)})
+            raise
+        if t.epoch < cfg.epochs:
+            return None
+        write_results(t, path, device)
+    return load_run(cfg, root)
+
+
+def write_results(t: Trainer, path: Path, device: str) -> None:
+    """Metrics, reallocation log, final masks and weights, then the summary (last)."""
+    io.write_csv(path / "metrics.csv", t.history)
+    io.write_jsonl(path / "reallocations.jsonl", t.events)
+    masks = t.method.masks
+    if masks is not None:
+        arrays = {x.name: np.packbits(x.mask.cpu().numpy().ravel()) for x in masks.tensors}
+        shapes = {x.name: list(x.mask.shape) for x in masks.tensors}
+        tmp = path / ".masks_final.tmp.npz"
+        np.savez_compressed(tmp, __shapes__=np.array(json.dumps(shapes)), **arrays)
+        os.replace(tmp, path / "masks_final.npz")
+    io.save_torch({"model": t.model.state_dict()}, path / "final.pt")
+    last = t.history[-1]
+    summary = {
+        "hash": t.cfg.hash,
+        "config": t.cfg.to_dict(),
+        "final_test_acc": last["test_acc"],
+        "best_test_acc": max(r["test_acc"] for r in t.history),
+        "final_train_loss": last["train_loss"],
+        "params": count_parameters(t.model),
+        "width": t.width,
+        "density": masks.report() if masks is not None else None,
+        "reallocations": len(t.events),
+        "method_state": {k: v for k, v in t.method.state_dict().items()
+                         if isinstance(v, (int, float, str))},
+        "wall_seconds": sum(r["seconds"] for r in t.history),
+        "data_variant": t.data.variant,
+        "data_checksum": t.data.checksum,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **provenance(device),
+    }
+    io.write_json(path / SUMMARY, summary)
+    (path / "checkpoint.pt").unlink(missing_ok=True)
+
+
+@cache
+def code_version() -> dict[str, Any]:
+    """The git commit of the code and whether tracked files outside data/ were modified."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD") or "unknown"
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!data"))
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "unknown", True
+    return {"code_commit": commit, "code_dirty": dirty}
+
+
+def provenance(device: str) -> dict[str, Any]:
+    dev = str(device)
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        dev = f"{dev} ({torch.cuda.get_device_name(torch.device(dev))})"
+    else:
+        dev = f"{dev} ({platform.processor() or platform.machine()}, "\
+              f"{torch.get_num_threads()} threads)"
+    return {**code_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "device": dev, "python": platform.python_version()}
+
+
+# --- sweeps ------------------------------------------------------------------------------------
+
+def grid(base: RunConfig, methods: Sequence[str], sparsities: Sequence[float],
+         seeds: Sequence[int]) -> list[RunConfig]:
+    """Configs for methods x sparsities x seeds; dense is trained once per seed (sparsity 0)."""
+    out: dict[str, RunConfig] = {}
+    for method in methods:
+        for s in ([0.0] if method == "dense" else sparsities):
+            for seed in seeds:
+                cfg = base.replace(method=method, sparsity=s, seed=seed)
+                out.setdefault(cfg.hash, cfg)
+    return list(out.values())
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+
+
+def _run_one(cfg: RunConfig, root: Path | None, device: str) -> tuple[str, str]:
+    try:
+        run(cfg, root, device=device, progress=False)
+        return cfg.hash, "done"
+    except TrainingDiverged as e:
+        return cfg.hash, f"failed: {e}"
+
+
+def sweep(configs: Iterable[RunConfig], root: Path | None = None, *, workers: int = 1,
+          threads: int = 1, device: str = "cpu", progress: bool = True) -> dict[str, str]:
+    """Run every config not yet cached, ``workers`` processes with ``threads`` threads each.
+
+    Interrupted runs resume from their checkpoints when the sweep is started again; a run that
+    diverges is recorded as failed and the others go on. Returns hash -> status.
+    """
+    configs = list(configs)
+    status = {c.hash: "cached" for c in configs if load_run(c, root) is not None}
+    todo = [c for c in configs if c.hash not in status]
+    bar = io.progress_bar(len(todo), progress, f"sweep ({len(status)} cached)")
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                             initializer=_worker_init, initargs=(threads,)) as pool:
+        futures = [pool.submit(_run_one, c, root, device) for c in todo]
+        for f in as_completed(futures):
+            h, s = f.result()
+            status[h] = s
+            bar.update(1)
+    bar.close()
+    return status
