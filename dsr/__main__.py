@@ -36,28 +36,55 @@ class CommandError(Exception):
 
 def add_config_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run configuration (override the protocol's values)")
-    g.add_argument("--protocol", default="lenet300-mnist", choices=sorted(PROTOCOLS),
-                   help="the paper's setup to start from (default: %(default)s)")
-    g.add_argument("--budget", default="paper", choices=sorted(BUDGETS),
-                   help="paper: full protocol; cpu: sized for a 2-core CPU; smoke: seconds "
-                        "(default: %(default)s)")
-    g.add_argument("--config", type=Path, metavar="YAML",
-                   help="YAML file of config fields (and optionally protocol, budget)")
+    g.add_argument(
+        "--protocol",
+        default="lenet300-mnist",
+        choices=sorted(PROTOCOLS),
+        help="the paper's setup to start from (default: %(default)s)",
+    )
+    g.add_argument(
+        "--budget",
+        default="paper",
+        choices=sorted(BUDGETS),
+        help="paper: full protocol; cpu: sized for a 2-core CPU; smoke: seconds "
+        "(default: %(default)s)",
+    )
+    g.add_argument(
+        "--config",
+        type=Path,
+        metavar="YAML",
+        help="YAML file of config fields (and optionally protocol, budget)",
+    )
     for f in fields(RunConfig):
         kind = type(f.default).__name__
-        g.add_argument(f"--{f.name}", metavar=kind.upper(), default=None,
-                       help=f"{FIELD_HELP.get(f.name, f.name)} [{kind}, default {f.default}]")
+        g.add_argument(
+            f"--{f.name}",
+            metavar=kind.upper(),
+            default=None,
+            help=f"{FIELD_HELP.get(f.name, f.name)} [{kind}, default {f.default}]",
+        )
 
 
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("runtime (does not change the result's identity)")
     g.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    g.add_argument("--threads", type=int, default=None,
-                   help="torch threads per process (default: all cores for train, 1 for sweep)")
-    g.add_argument("--runs-root", type=Path, default=None,
-                   help="run cache folder (default: $DSR_RUNS or data/runs)")
-    g.add_argument("--download", action="store_true",
-                   help="allow torchvision to download MNIST / CIFAR-10 if missing")
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per process (default: all cores for train, 1 for sweep)",
+    )
+    g.add_argument(
+        "--runs-root",
+        type=Path,
+        default=None,
+        help="run cache folder (default: $DSR_RUNS or data/runs)",
+    )
+    g.add_argument(
+        "--download",
+        action="store_true",
+        help="allow torchvision to download MNIST / CIFAR-10 if missing",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -99,17 +126,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     setup_runtime(args, os.cpu_count())
     from dsr.runs import run, run_dir
 
-    print(f"run {cfg.hash}: {cfg.method} {cfg.model}/{cfg.dataset} s={cfg.sparsity} "
-          f"seed={cfg.seed}, {cfg.epochs} epochs -> {run_dir(cfg, args.runs_root)}")
-    record = run(cfg, args.runs_root, device=args.device, progress=not args.no_progress,
-                 stop_after=args.stop_after)
+    print(
+        f"run {cfg.hash}: {cfg.method} {cfg.model}/{cfg.dataset} s={cfg.sparsity} "
+        f"seed={cfg.seed}, {cfg.epochs} epochs -> {run_dir(cfg, args.runs_root)}"
+    )
+    record = run(
+        cfg,
+        args.runs_root,
+        device=args.device,
+        progress=not args.no_progress,
+        stop_after=args.stop_after,
+    )
     if record is None:
         print(f"stopped after {args.stop_after} epochs; run the same command again to resume")
         return 0
     s = record.summary
-    print(f"test accuracy {s['final_test_acc']:.2f}% ({s['data_variant']}), "
-          f"{s['params']['active']:,} of {s['params']['total']:,} parameters active, "
-          f"{s['wall_seconds']:.0f} s")
+    print(
+        f"test accuracy {s['final_test_acc']:.2f}% ({s['data_variant']}), "
+        f"{s['params']['active']:,} of {s['params']['total']:,} parameters active, "
+        f"{s['wall_seconds']:.0f} s"
+    )
     return 0
 
 
@@ -126,11 +162,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from dsr.runs import grid, sweep
 
     methods = parse_list(args.methods, str, "methods")
-    configs = grid(cfg, methods, parse_list(args.sparsities, float, "sparsities"),
-                   parse_list(args.seeds, int, "seeds"))
+    configs = grid(
+        cfg,
+        methods,
+        parse_list(args.sparsities, float, "sparsities"),
+        parse_list(args.seeds, int, "seeds"),
+    )
     print(f"sweep: {len(configs)} runs, {args.workers} workers x {args.threads or 1} threads")
-    status = sweep(configs, args.runs_root, workers=args.workers, threads=args.threads or 1,
-                   device=args.device, progress=not args.no_progress)
+    status = sweep(
+        configs,
+        args.runs_root,
+        workers=args.workers,
+        threads=args.threads or 1,
+        device=args.device,
+        progress=not args.no_progress,
+    )
     failed = {h: s for h, s in status.items() if s.startswith("failed")}
     for h, s in failed.items():
         print(f"{h}: {s}")
@@ -147,23 +193,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m dsr", allow_abbrev=False,
+        prog="python -m dsr",
+        allow_abbrev=False,
         description="Dynamic Sparse Reparameterization (Mostafa & Wang, ICML 2019): train, "
-                    "sweep and benchmark sparse networks. Runs are cached by config hash "
-                    "under data/runs/; asking for a finished run prints its result.",
+        "sweep and benchmark sparse networks. Runs are cached by config hash "
+        "under data/runs/; asking for a finished run prints its result.",
         epilog="Data root: $DSR_DATA_ROOT (default data/). Example: python -m dsr train "
-               "--protocol lenet300-mnist --budget paper --method dsr --sparsity 0.9")
+        "--protocol lenet300-mnist --budget paper --method dsr --sparsity 0.9",
+    )
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", allow_abbrev=False, help="train one run (or print its cached result)",
-                       description="Train one configured run, resuming from its checkpoint.")
+    t = sub.add_parser(
+        "train",
+        allow_abbrev=False,
+        help="train one run (or print its cached result)",
+        description="Train one configured run, resuming from its checkpoint.",
+    )
     add_config_options(t)
     add_runtime_options(t)
-    t.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
-                   help="stop after this many epochs in all (resume later)")
+    t.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="EPOCHS",
+        help="stop after this many epochs in all (resume later)",
+    )
     t.set_defaults(func=cmd_train)
-    s = sub.add_parser("sweep", allow_abbrev=False, help="a grid of methods x sparsities x seeds",
-                       description="Train every run of a grid that is not cached yet, in "
-                                   "parallel worker processes. Safe to stop and restart.")
+    s = sub.add_parser(
+        "sweep",
+        allow_abbrev=False,
+        help="a grid of methods x sparsities x seeds",
+        description="Train every run of a grid that is not cached yet, in "
+        "parallel worker processes. Safe to stop and restart.",
+    )
     s.add_argument("--methods", default="dsr,static,dense", help="comma-separated methods")
     s.add_argument("--sparsities", default="0.9", help="comma-separated sparsities")
     s.add_argument("--seeds", default="0", help="comma-separated seeds")
@@ -171,9 +232,13 @@ def parser() -> argparse.ArgumentParser:
     add_config_options(s)
     add_runtime_options(s)
     s.set_defaults(func=cmd_sweep)
-    b = sub.add_parser("bench", allow_abbrev=False, help="speed ratios measured in one run",
-                       description="Measure masked-sparse vs dense step time and the cost of "
-                                   "a DSR reallocation; prints ratios.")
+    b = sub.add_parser(
+        "bench",
+        allow_abbrev=False,
+        help="speed ratios measured in one run",
+        description="Measure masked-sparse vs dense step time and the cost of "
+        "a DSR reallocation; prints ratios.",
+    )
     b.add_argument("--repeats", type=int, default=20, help="timed steps per measurement")
     add_runtime_options(b)
     b.set_defaults(func=cmd_bench)

@@ -68,19 +68,27 @@ def bench_model(model_name: str, repeats: int, device: str, batch: int = 100) ->
         dstep()
     tr = [timed(dsr.update, device) for _ in range(max(3, repeats // 4))]
     step = statistics.median(ts)
-    return {"dense_step": statistics.median(td), "sparse_step": step,
-            "realloc": statistics.median(tr), "ratio": step / statistics.median(td),
-            "realloc_fraction": statistics.median(tr) / (100 * step)}
+    return {
+        "dense_step": statistics.median(td),
+        "sparse_step": step,
+        "realloc": statistics.median(tr),
+        "ratio": step / statistics.median(td),
+        "realloc_fraction": statistics.median(tr) / (100 * step),
+    }
 
 
 def main(args) -> int:
     device = args.device
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
-    print(f"{'model':10} {'dense ms':>9} {'sparse ms':>10} {'sparse/dense':>13} "
-          f"{'realloc ms':>11} {'realloc/(100 steps)':>20}")
+    print(
+        f"{'model':10} {'dense ms':>9} {'sparse ms':>10} {'sparse/dense':>13} "
+        f"{'realloc ms':>11} {'realloc/(100 steps)':>20}"
+    )
     for name, repeats in (("lenet300", args.repeats * 10), ("wrn28_2", max(3, args.repeats // 4))):
         r = bench_model(name, repeats, device)
-        print(f"{name:10} {1e3 * r['dense_step']:9.2f} {1e3 * r['sparse_step']:10.2f} "
-              f"{r['ratio']:13.3f} {1e3 * r['realloc']:11.2f} {100 * r['realloc_fraction']:19.3f}%")
+        print(
+            f"{name:10} {1e3 * r['dense_step']:9.2f} {1e3 * r['sparse_step']:10.2f} "
+            f"{r['ratio']:13.3f} {1e3 * r['realloc']:11.2f} {100 * r['realloc_fraction']:19.3f}%"
+        )
     print("targets: sparse/dense <= 1.05; realloc/(100 steps) <= 1%")
     return 0

@@ -223,7 +223,9 @@ def preset(protocol: str = "lenet300-mnist", budget: str = "paper", **overrides:
     if factor != 1 or divisor != 1:
         lr = Schedule.parse(base["lr_schedule"]).scaled(factor)
         periods = Schedule.parse(base["realloc_schedule"]).scaled(factor)
-        periods = Schedule(periods.epochs, tuple(max(1, round(v / divisor)) for v in periods.values))
+        periods = Schedule(
+            periods.epochs, tuple(max(1, round(v / divisor)) for v in periods.values)
+        )
         base["lr_schedule"] = lr.format()
         base["realloc_schedule"] = ",".join(
             f"{e}:{int(v)}" for e, v in zip(periods.epochs, periods.values)

@@ -30,8 +30,12 @@ import numpy as np
 import torch
 
 PROJECT = Path(__file__).resolve().parents[1]
-MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 # Normalisation of the common PyTorch CIFAR-10 recipes (kuangliu/pytorch-cifar), which the
 # official DSR code builds on.
@@ -75,24 +79,35 @@ class Data:
 
     def subset(self, train: int, test: int) -> Data:
         """The first ``train`` / ``test`` examples (0 keeps all)."""
-        tx, ty = (self.train_x[:train], self.train_y[:train]) if train else (self.train_x, self.train_y)
+        tx, ty = (
+            (self.train_x[:train], self.train_y[:train]) if train else (self.train_x, self.train_y)
+        )
         vx, vy = (self.test_x[:test], self.test_y[:test]) if test else (self.test_x, self.test_y)
         return Data(self.variant, tx, ty, vx, vy, self.checksum, self.augment, self.mean, self.std)
 
     def to(self, device: torch.device | str) -> Data:
-        return Data(self.variant, self.train_x.to(device), self.train_y.to(device),
-                    self.test_x.to(device), self.test_y.to(device), self.checksum,
-                    self.augment, self.mean, self.std)
+        return Data(
+            self.variant,
+            self.train_x.to(device),
+            self.train_y.to(device),
+            self.test_x.to(device),
+            self.test_y.to(device),
+            self.checksum,
+            self.augment,
+            self.mean,
+            self.std,
+        )
 
-    def batches(self, batch_size: int, *, train: bool, epoch: int = 0, seed: int = 0
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, *, train: bool, epoch: int = 0, seed: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Mini-batches; training order and augmentation depend only on (seed, epoch), so a
         run resumed at an epoch boundary sees exactly the batches of an uninterrupted one."""
         x, y = (self.train_x, self.train_y) if train else (self.test_x, self.test_y)
         g = torch.Generator().manual_seed(1_000_003 * seed + epoch)
         order = torch.randperm(len(y), generator=g) if train else torch.arange(len(y))
         for i in range(0, len(y), batch_size):
-            idx = order[i:i + batch_size].to(x.device)
+            idx = order[i : i + batch_size].to(x.device)
             xb = x[idx]
             if self.mean:
                 if train and self.augment:
@@ -150,6 +165,7 @@ def combined_checksum(paths: list[Path]) -> str:
 
 # --- the data sets ---------------------------------------------------------------------------
 
+
 def load_mnist(model_input: tuple[int, ...]) -> Data:
     """MNIST via torchvision, offline from the official .gz files when they are present."""
     from torchvision.datasets import MNIST
@@ -168,8 +184,10 @@ def load_mnist(model_input: tuple[int, ...]) -> Data:
     elif download_allowed():
         download = True
     else:
-        raise DataError(f"MNIST not found under {data_root()}/MNIST/raw "
-                        "(set DSR_DATA_ROOT, or allow a download with --download)")
+        raise DataError(
+            f"MNIST not found under {data_root()}/MNIST/raw "
+            "(set DSR_DATA_ROOT, or allow a download with --download)"
+        )
     try:
         with file_lock(cache / "MNIST.lock"):  # concurrent workers unpack once
             train, test = (MNIST(str(cache), train=t, download=download) for t in (True, False))
@@ -180,8 +198,14 @@ def load_mnist(model_input: tuple[int, ...]) -> Data:
     def flat(ds) -> torch.Tensor:
         return ((ds.data.float() / 255.0 - MNIST_MEAN) / MNIST_STD).view(len(ds.data), -1)
 
-    return Data("mnist", flat(train), train.targets.long(), flat(test), test.targets.long(),
-                combined_checksum(files))
+    return Data(
+        "mnist",
+        flat(train),
+        train.targets.long(),
+        flat(test),
+        test.targets.long(),
+        combined_checksum(files),
+    )
 
 
 def load_cifar10(model_input: tuple[int, ...]) -> Data:
@@ -190,17 +214,30 @@ def load_cifar10(model_input: tuple[int, ...]) -> Data:
 
     root = data_root()
     try:
-        train, test = (CIFAR10(str(root), train=t, download=download_allowed()) for t in (True, False))
+        train, test = (
+            CIFAR10(str(root), train=t, download=download_allowed()) for t in (True, False)
+        )
     except RuntimeError as e:
-        raise DataError(f"CIFAR-10 not usable under {root}: {e} "
-                        "(set DSR_DATA_ROOT, or allow a download with --download)") from None
+        raise DataError(
+            f"CIFAR-10 not usable under {root}: {e} "
+            "(set DSR_DATA_ROOT, or allow a download with --download)"
+        ) from None
 
     def chw(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32) uint8
 
     files = sorted((root / "cifar-10-batches-py").glob("*_batch*"))
-    return Data("cifar10", chw(train.data), torch.tensor(train.targets), chw(test.data),
-                torch.tensor(test.targets), combined_checksum(files), True, CIFAR_MEAN, CIFAR_STD)
+    return Data(
+        "cifar10",
+        chw(train.data),
+        torch.tensor(train.targets),
+        chw(test.data),
+        torch.tensor(test.targets),
+        combined_checksum(files),
+        True,
+        CIFAR_MEAN,
+        CIFAR_STD,
+    )
 
 
 def load_cifar10_jpeg(model_input: tuple[int, ...]) -> Data:
@@ -226,8 +263,9 @@ def load_cifar10_jpeg(model_input: tuple[int, ...]) -> Data:
     train_y = torch.cat([torch.from_numpy(a["labels"]).long() for a in arrays[:-1]])
     test_x, test_y = chw(arrays[-1]["images"]), torch.from_numpy(arrays[-1]["labels"]).long()
     checksum = hashlib.sha256("".join(manifest["sha256"][n] for n in names).encode()).hexdigest()
-    return Data("cifar10-jpeg", train_x, train_y, test_x, test_y, checksum[:16], True,
-                CIFAR_MEAN, CIFAR_STD)
+    return Data(
+        "cifar10-jpeg", train_x, train_y, test_x, test_y, checksum[:16], True, CIFAR_MEAN, CIFAR_STD
+    )
 
 
 def load_synthetic(model_input: tuple[int, ...]) -> Data:
@@ -238,8 +276,17 @@ def load_synthetic(model_input: tuple[int, ...]) -> Data:
     if len(model_input) == 3:  # images: uint8 pixels, normalised per batch like CIFAR
         x = torch.randint(0, 256, (n, *model_input), generator=g, dtype=torch.uint8)
         y = (normalise(x, CIFAR_MEAN, CIFAR_STD).view(n, -1) @ teacher).argmax(1)
-        return Data("synthetic", x[:512], y[:512], x[512:], y[512:], "synthetic-v1", True,
-                    CIFAR_MEAN, CIFAR_STD)
+        return Data(
+            "synthetic",
+            x[:512],
+            y[:512],
+            x[512:],
+            y[512:],
+            "synthetic-v1",
+            True,
+            CIFAR_MEAN,
+            CIFAR_STD,
+        )
     x = torch.randn(n, dim, generator=g)
     y = (x @ teacher).argmax(1)
     return Data("synthetic", x[:512], y[:512], x[512:], y[512:], "synthetic-v1")

@@ -71,5 +71,6 @@ def progress_bar(total: int, enabled: bool, desc: str):
     """A tqdm bar, or a do-nothing stand-in when progress output is off."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="step", leave=False,
-                mininterval=1.0)
+    return tqdm(
+        total=total, disable=not enabled, desc=desc, unit="step", leave=False, mininterval=1.0
+    )

@@ -115,7 +115,9 @@ class Masks:
     def init_counts(self, counts: Sequence[int], generator: torch.Generator) -> None:
         """Random masks with the given active count per tensor; zero the inactive weights."""
         for t, k in zip(self.tensors, counts):
-            t.set_mask(random_mask(t.weight.numel(), k, generator).view_as(t.weight).to(t.mask.device))
+            t.set_mask(
+                random_mask(t.weight.numel(), k, generator).view_as(t.weight).to(t.mask.device)
+            )
         self.apply_()
 
     @torch.no_grad()
@@ -142,8 +144,13 @@ class Masks:
         counts, numels = self.active_counts(), self.numels
         return {
             "tensors": [
-                {"name": t.name, "shape": list(t.weight.shape), "numel": n, "active": c,
-                 "density": c / n}
+                {
+                    "name": t.name,
+                    "shape": list(t.weight.shape),
+                    "numel": n,
+                    "active": c,
+                    "density": c / n,
+                }
                 for t, c, n in zip(self.tensors, counts, numels)
             ],
             "sparse_numel": sum(numels),

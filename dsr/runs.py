@@ -37,7 +37,7 @@ from dsr import io
 from dsr.config import RunConfig
 from dsr.data import PROJECT, file_lock, load
 from dsr.masks import count_parameters
-from dsr.train import TrainingDiverged, Trainer, train
+from dsr.train import Trainer, TrainingDiverged, train
 
 SUMMARY, FAILED = "summary.json", "failed.json"
 
@@ -68,8 +68,10 @@ class RunRecord:
         """The bool masks at the end of the run, by sparse module name."""
         packed = np.load(self.path / "masks_final.npz")
         shapes = json.loads(str(packed["__shapes__"]))
-        return {n: torch.from_numpy(np.unpackbits(packed[n])[: int(np.prod(s))]
-                                    .astype(bool).reshape(s)) for n, s in shapes.items()}
+        return {
+            n: torch.from_numpy(np.unpackbits(packed[n])[: int(np.prod(s))].astype(bool).reshape(s))
+            for n, s in shapes.items()
+        }
 
 
 def run_dir(cfg: RunConfig, root: Path | None = None) -> Path:
@@ -87,8 +89,14 @@ def load_run(cfg: RunConfig, root: Path | None = None) -> RunRecord | None:
     return RunRecord(path, cfg, json.loads((path / SUMMARY).read_text()))
 
 
-def run(cfg: RunConfig, root: Path | None = None, *, device: str = "cpu", progress: bool = True,
-        stop_after: int | None = None) -> RunRecord | None:
+def run(
+    cfg: RunConfig,
+    root: Path | None = None,
+    *,
+    device: str = "cpu",
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> RunRecord | None:
     """Return the finished run of ``cfg``, training (or resuming) it first if needed.
 
     With ``stop_after`` the run trains at most that many epochs and returns None if unfinished.
@@ -108,11 +116,11 @@ def run(cfg: RunConfig, root: Path | None = None, *, device: str = "cpu", progre
             return record
         io.write_json(path / "config.json", cfg.to_dict())
         try:
-            t = train(cfg, path, device=device, progress=progress, stop_after=stop_after,
-                      data=data)
+            t = train(cfg, path, device=device, progress=progress, stop_after=stop_after, data=data)
         except TrainingDiverged as e:
-            io.write_json(path / FAILED, {"reason": str(e), "config": cfg.to_dict(),
-                                          **provenance(device)})
+            io.write_json(
+                path / FAILED, {"reason": str(e), "config": cfg.to_dict(), **provenance(device)}
+            )
             raise
         if t.epoch < cfg.epochs:
             return None
@@ -143,8 +151,9 @@ def write_results(t: Trainer, path: Path, device: str) -> None:
         "width": t.width,
         "density": masks.report() if masks is not None else None,
         "reallocations": len(t.events),
-        "method_state": {k: v for k, v in t.method.state_dict().items()
-                         if isinstance(v, (int, float, str))},
+        "method_state": {
+            k: v for k, v in t.method.state_dict().items() if isinstance(v, (int, float, str))
+        },
         "wall_seconds": sum(r["seconds"] for r in t.history),
         "data_variant": t.data.variant,
         "data_checksum": t.data.checksum,
@@ -158,9 +167,11 @@ def write_results(t: Trainer, path: Path, device: str) -> None:
 @cache
 def code_version() -> dict[str, Any]:
     """The git commit of the code and whether tracked files outside data/ were modified."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=PROJECT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=PROJECT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD") or "unknown"
@@ -175,20 +186,29 @@ def provenance(device: str) -> dict[str, Any]:
     if dev.startswith("cuda") and torch.cuda.is_available():
         dev = f"{dev} ({torch.cuda.get_device_name(torch.device(dev))})"
     else:
-        dev = f"{dev} ({platform.processor() or platform.machine()}, "\
-              f"{torch.get_num_threads()} threads)"
-    return {**code_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "device": dev, "python": platform.python_version()}
+        dev = (
+            f"{dev} ({platform.processor() or platform.machine()}, "
+            f"{torch.get_num_threads()} threads)"
+        )
+    return {
+        **code_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": dev,
+        "python": platform.python_version(),
+    }
 
 
 # --- sweeps ------------------------------------------------------------------------------------
 
-def grid(base: RunConfig, methods: Sequence[str], sparsities: Sequence[float],
-         seeds: Sequence[int]) -> list[RunConfig]:
+
+def grid(
+    base: RunConfig, methods: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int]
+) -> list[RunConfig]:
     """Configs for methods x sparsities x seeds; dense is trained once per seed (sparsity 0)."""
     out: dict[str, RunConfig] = {}
     for method in methods:
-        for s in ([0.0] if method == "dense" else sparsities):
+        for s in [0.0] if method == "dense" else sparsities:
             for seed in seeds:
                 cfg = base.replace(method=method, sparsity=s, seed=seed)
                 out.setdefault(cfg.hash, cfg)
@@ -208,8 +228,15 @@ def _run_one(cfg: RunConfig, root: Path | None, device: str) -> tuple[str, str]:
         return cfg.hash, f"failed: {e}"
 
 
-def sweep(configs: Iterable[RunConfig], root: Path | None = None, *, workers: int = 1,
-          threads: int = 1, device: str = "cpu", progress: bool = True) -> dict[str, str]:
+def sweep(
+    configs: Iterable[RunConfig],
+    root: Path | None = None,
+    *,
+    workers: int = 1,
+    threads: int = 1,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, str]:
     """Run every config not yet cached, ``workers`` processes with ``threads`` threads each.
 
     Interrupted runs resume from their checkpoints when the sweep is started again; a run that
@@ -219,8 +246,9 @@ def sweep(configs: Iterable[RunConfig], root: Path | None = None, *, workers: in
     status = {c.hash: "cached" for c in configs if load_run(c, root) is not None}
     todo = [c for c in configs if c.hash not in status]
     bar = io.progress_bar(len(todo), progress, f"sweep ({len(status)} cached)")
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
-                             initializer=_worker_init, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(threads,)
+    ) as pool:
         futures = [pool.submit(_run_one, c, root, device) for c in todo]
         for f in as_completed(futures):
             h, s = f.result()

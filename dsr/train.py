@@ -50,10 +50,16 @@ class Trainer:
     events: list[dict] = field(default_factory=list)  # one entry per reallocation
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "method": self.method.state_dict(), "epoch": self.epoch,
-                "history": self.history, "events": self.events,
-                "torch_rng": torch.get_rng_state(), "config": self.cfg.to_dict()}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "method": self.method.state_dict(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "events": self.events,
+            "torch_rng": torch.get_rng_state(),
+            "config": self.cfg.to_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -73,9 +79,13 @@ def build(cfg: RunConfig, device: str | torch.device = "cpu", data: Data | None 
         data = load(cfg.dataset, model.input_shape)
     data = data.subset(cfg.train_subset, cfg.test_subset).to(device)
     lr = Schedule.parse(cfg.lr_schedule)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr(0), momentum=cfg.momentum,
-                                nesterov=cfg.nesterov and cfg.momentum > 0,
-                                weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=lr(0),
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+        weight_decay=cfg.weight_decay,
+    )
     method = cls.from_config(cfg, model, data.steps_per_epoch(cfg.batch_size), optimizer)
     return Trainer(cfg, model, optimizer, method, data, width)
 
@@ -99,9 +109,15 @@ def l1_weights(model: nn.Module) -> list[torch.Tensor]:
     return [modules[n].weight for n in default_sparse_names(model)]
 
 
-def train(cfg: RunConfig, run_dir: Path | None = None, *, device: str = "cpu",
-          progress: bool = True, stop_after: int | None = None, data: Data | None = None
-          ) -> Trainer:
+def train(
+    cfg: RunConfig,
+    run_dir: Path | None = None,
+    *,
+    device: str = "cpu",
+    progress: bool = True,
+    stop_after: int | None = None,
+    data: Data | None = None,
+) -> Trainer:
     """Train ``cfg`` to the end (or until ``stop_after`` epochs are done), resuming from
     ``run_dir/checkpoint.pt`` when it exists and checkpointing there after every epoch.
 
@@ -119,8 +135,11 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, device: str = "cpu",
     l1 = l1_weights(t.model) if cfg.l1 > 0 else []
     last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
     steps = t.data.steps_per_epoch(cfg.batch_size)
-    bar = io.progress_bar(total=(cfg.epochs - t.epoch) * steps, enabled=progress,
-                          desc=f"{cfg.method} s={cfg.sparsity} seed={cfg.seed}")
+    bar = io.progress_bar(
+        total=(cfg.epochs - t.epoch) * steps,
+        enabled=progress,
+        desc=f"{cfg.method} s={cfg.sparsity} seed={cfg.seed}",
+    )
     while t.epoch < last:
         start = time.perf_counter()
         for group in t.optimizer.param_groups:
@@ -150,11 +169,19 @@ def train(cfg: RunConfig, run_dir: Path | None = None, *, device: str = "cpu",
             raise TrainingDiverged(f"training loss became {train_loss} in epoch {t.epoch}")
         test_loss, test_acc = evaluate(t.model, t.data)
         counts = count_parameters(t.model)
-        t.history.append({"epoch": t.epoch, "lr": lr(t.epoch), "train_loss": train_loss,
-                          "train_acc": 100.0 * correct.item() / n, "test_loss": test_loss,
-                          "test_acc": test_acc, "active_params": counts["active"],
-                          "reallocations": sum(e["epoch"] == t.epoch for e in t.events),
-                          "seconds": time.perf_counter() - start})
+        t.history.append(
+            {
+                "epoch": t.epoch,
+                "lr": lr(t.epoch),
+                "train_loss": train_loss,
+                "train_acc": 100.0 * correct.item() / n,
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+                "active_params": counts["active"],
+                "reallocations": sum(e["epoch"] == t.epoch for e in t.events),
+                "seconds": time.perf_counter() - start,
+            }
+        )
         t.epoch += 1
         bar.set_postfix(epoch=t.epoch, test_acc=f"{test_acc:.2f}")
         if run_dir is not None:

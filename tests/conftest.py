@@ -33,7 +33,15 @@ needs_mnist = pytest.mark.skipif(not has_mnist(), reason="MNIST not under $DSR_D
 
 def tiny(**changes) -> RunConfig:
     """A LeNet run on synthetic data that takes well under a second per epoch."""
-    base = dict(dataset="synthetic", epochs=3, batch_size=32, lr_schedule="0:0.05,2:0.01",
-                np_target=50, realloc_schedule="0:4,1:8", realloc_stop=2, sparsity=0.9)
+    base = dict(
+        dataset="synthetic",
+        epochs=3,
+        batch_size=32,
+        lr_schedule="0:0.05,2:0.01",
+        np_target=50,
+        realloc_schedule="0:4,1:8",
+        realloc_stop=2,
+        sparsity=0.9,
+    )
     base.update(changes)
     return RunConfig(**base)

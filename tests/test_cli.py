@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
+
+from dsr.__main__ import main
+from dsr.config import RunConfig
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -15,8 +19,14 @@ def dsr(*args: str, env_extra: dict | None = None, runs: Path):
     import os
 
     env = {**os.environ, "DSR_RUNS": str(runs), **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "dsr", *args], cwd=PROJECT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "dsr", *args],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 BAD = [
@@ -35,19 +45,26 @@ BAD = [
 
 
 @pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_config_gives_one_line_and_writes_nothing(tmp_path, args, message):
+def test_bad_config_gives_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+    """In-process (the subprocess tests below cover the real entry point)."""
     runs = tmp_path / "runs"
-    out = dsr("train", "--dataset", "synthetic", *args, runs=runs)
-    assert out.returncode != 0
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and message in lines[0], out.stderr
+    code = main(["train", "--dataset", "synthetic", "--runs-root", str(runs), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], err
     assert not runs.exists()
 
 
 def test_missing_dataset_without_download_is_one_line_and_writes_nothing(tmp_path):
     runs = tmp_path / "runs"
-    out = dsr("train", "--epochs", "1", runs=runs,
-              env_extra={"DSR_DATA_ROOT": str(tmp_path / "empty"), "DSR_CACHE": str(tmp_path)})
+    out = dsr(
+        "train",
+        "--epochs",
+        "1",
+        runs=runs,
+        env_extra={"DSR_DATA_ROOT": str(tmp_path / "empty"), "DSR_CACHE": str(tmp_path)},
+    )
     assert out.returncode == 2 and "MNIST not found" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and not runs.exists()
 
@@ -56,7 +73,10 @@ def test_unreadable_yaml_and_unknown_yaml_field(tmp_path):
     runs = tmp_path / "runs"
     (tmp_path / "bad.yaml").write_text("sparsity: [0.9\n")
     (tmp_path / "odd.yaml").write_text("colour: blue\n")
-    for name, message in (("bad.yaml", "cannot read config file"), ("odd.yaml", "unknown config field")):
+    for name, message in (
+        ("bad.yaml", "cannot read config file"),
+        ("odd.yaml", "unknown config field"),
+    ):
         out = dsr("train", "--config", str(tmp_path / name), runs=runs)
         assert out.returncode == 2 and message in out.stderr and not runs.exists()
 
@@ -64,18 +84,17 @@ def test_unreadable_yaml_and_unknown_yaml_field(tmp_path):
 def test_train_from_yaml_prints_accuracy_and_caches(tmp_path):
     runs = tmp_path / "runs"
     (tmp_path / "run.yaml").write_text(
-        "protocol: lenet300-mnist\nbudget: smoke\ndataset: synthetic\nmethod: dsr\n")
+        "protocol: lenet300-mnist\nbudget: smoke\ndataset: synthetic\nmethod: dsr\n"
+    )
     out = dsr("train", "--config", str(tmp_path / "run.yaml"), "--no-progress", runs=runs)
     assert out.returncode == 0, out.stderr
     assert "test accuracy" in out.stdout and "(synthetic)" in out.stdout
     assert len(list(runs.glob("*/summary.json"))) == 1
 
 
-def test_help_lists_every_config_field(tmp_path):
-    out = dsr("train", "--help", runs=tmp_path)
-    from dataclasses import fields
-
-    from dsr.config import RunConfig
-
-    assert out.returncode == 0
-    assert all(f"--{f.name}" in out.stdout for f in fields(RunConfig))
+def test_help_lists_every_config_field(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert all(f"--{f.name}" in out for f in fields(RunConfig))

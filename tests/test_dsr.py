@@ -7,14 +7,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dsr.methods import split_proportional, sparsify
+from dsr.methods import sparsify, split_proportional
 
 
 def toy(sparsity: float = 0.5, seed: int = 0, ones: bool = True, **hp):
     """Three sparse 100x100 layers; with ``ones`` every active weight is 1 (far above H)."""
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(100, 100, bias=False), nn.Linear(100, 100, bias=False),
-                          nn.Linear(100, 100, bias=False), nn.Linear(100, 10))
+    model = nn.Sequential(
+        nn.Linear(100, 100, bias=False),
+        nn.Linear(100, 100, bias=False),
+        nn.Linear(100, 100, bias=False),
+        nn.Linear(100, 10),
+    )
     hp = {"np_target": 100, "realloc_schedule": "0:10", "h0": 1e-3, **hp}
     method = sparsify(model, "dsr", sparsity=sparsity, steps_per_epoch=50, seed=seed, **hp)
     if ones:
@@ -159,8 +163,9 @@ def test_reallocations_follow_the_schedule_and_stop_at_the_stop_epoch():
     events, _ = train_toy(m, model, 300)  # 6 epochs of 50 steps
     steps = [e["step"] for e in events]
     assert steps[0] == 10
-    expected = [s for s in range(1, 301) if (s - 1) // 50 < 4
-                and s % (10 if (s - 1) // 50 < 2 else 25) == 0]
+    expected = [
+        s for s in range(1, 301) if (s - 1) // 50 < 4 and s % (10 if (s - 1) // 50 < 2 else 25) == 0
+    ]
     assert steps == expected
     assert all(e["epoch"] < 4 for e in events)
 

@@ -30,8 +30,11 @@ def test_wrn28_2_nonzero_counts_at_reference_sparsities():
     for s, expected in ((0.9, 161_242), (0.8, 306_394)):
         model, _ = sparse_model("wrn28_2", s)
         assert count_parameters(model)["active"] == expected
-        nonzero = sum(int((p != 0).sum()) for n, p in model.named_parameters() if "conv" in n
-                      and n.startswith("blocks") and p.dim() == 4 and p.shape[-1] == 3)
+        nonzero = sum(
+            int((p != 0).sum())
+            for n, p in model.named_parameters()
+            if "conv" in n and n.startswith("blocks") and p.dim() == 4 and p.shape[-1] == 3
+        )
         assert nonzero <= expected - 16_090  # inactive weights are stored as exact zeros
 
 
@@ -83,8 +86,9 @@ def test_masks_are_bool_buffers_in_state_dict_and_load_into_a_fresh_model():
 
 
 def train_steps(model, method, steps: int = 5):
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
-                          weight_decay=5e-4)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
     method.optimizer = opt
     x, y = torch.randn(16, 784), torch.randint(0, 10, (16,))
     for _ in range(steps):
@@ -115,7 +119,12 @@ def test_static_masks_never_change():
 
 def test_default_sparse_layers_for_a_user_model():
     """For a model not written here: convs with kernels > 1x1 and all linears but the last."""
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 1),
-                              torch.nn.Flatten(), torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3),
+        torch.nn.Conv2d(8, 8, 1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 8),
+        torch.nn.Linear(8, 2),
+    )
     m = sparsify(net, "static", sparsity=0.5, steps_per_epoch=1)
     assert [t.name for t in m.masks.tensors] == ["0", "3"]

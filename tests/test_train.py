@@ -25,20 +25,28 @@ def test_resume_in_a_fresh_process_equals_an_uninterrupted_run(tmp_path):
     metrics and reallocation log as a straight run, bit for bit (CPU)."""
     cfg = tiny(epochs=4, realloc_stop=3)
     straight = run(cfg, tmp_path / "a", progress=False)
-    code = ("import sys, torch; torch.set_num_threads(1); from pathlib import Path; "
-            "from dsr.runs import run; from tests.conftest import tiny; "
-            "cfg = tiny(epochs=4, realloc_stop=3); "
-            "r = run(cfg, Path(sys.argv[1]), progress=False, stop_after=int(sys.argv[2])); "
-            "print('done' if r else 'stopped')")
+    code = (
+        "import sys, torch; torch.set_num_threads(1); from pathlib import Path; "
+        "from dsr.runs import run; from tests.conftest import tiny; "
+        "cfg = tiny(epochs=4, realloc_stop=3); "
+        "r = run(cfg, Path(sys.argv[1]), progress=False, stop_after=int(sys.argv[2])); "
+        "print('done' if r else 'stopped')"
+    )
     for stop in ("2", "4"):
-        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "b"), stop],
-                             cwd=PROJECT, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "b"), stop],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert out.stdout.strip() == ("stopped" if stop == "2" else "done")
     resumed = load_run(cfg, tmp_path / "b")
     a, b = final_state(straight.path), final_state(resumed.path)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert straight.metrics() == [
-        {**r, "seconds": s["seconds"]} for r, s in zip(resumed.metrics(), straight.metrics())]
+        {**r, "seconds": s["seconds"]} for r, s in zip(resumed.metrics(), straight.metrics())
+    ]
     assert straight.reallocations() == resumed.reallocations()
     assert len(straight.reallocations()) > 0
 
@@ -84,8 +92,14 @@ def test_thin_dense_matches_the_sparse_parameter_count(tmp_path):
 @needs_mnist
 def test_a_short_real_mnist_run_learns(tmp_path):
     """LeNet-300-100 with DSR, one epoch on 6,000 MNIST images: test accuracy far above 10%."""
-    cfg = preset("lenet300-mnist", "paper", epochs=1, train_subset=6000, test_subset=2000,
-                 realloc_schedule="0:20")
+    cfg = preset(
+        "lenet300-mnist",
+        "paper",
+        epochs=1,
+        train_subset=6000,
+        test_subset=2000,
+        realloc_schedule="0:20",
+    )
     rec = run(cfg, tmp_path, progress=False)
     assert rec.summary["final_test_acc"] > 85.0
     assert rec.summary["data_variant"] == "mnist" and rec.summary["reallocations"] == 3

@@ -43,6 +43,11 @@ def sparsify(
     if method not in METHODS:
         raise KeyError(f"unknown method {method!r} (known: {', '.join(sorted(METHODS))})")
     cls = METHODS[method]
-    kwargs = dict(sparsity=sparsity, steps_per_epoch=steps_per_epoch, optimizer=optimizer,
-                  seed=seed, names=names)
+    kwargs = dict(
+        sparsity=sparsity,
+        steps_per_epoch=steps_per_epoch,
+        optimizer=optimizer,
+        seed=seed,
+        names=names,
+    )
     return cls(model, **kwargs, **hyperparameters)

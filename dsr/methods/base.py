@@ -81,8 +81,14 @@ class Method:
         cls, cfg: Any, model: nn.Module, steps_per_epoch: int, optimizer: torch.optim.Optimizer
     ) -> Method:
         hp = {k: getattr(cfg, k) for k in cls.config_fields}
-        return cls(model, sparsity=cfg.sparsity, steps_per_epoch=steps_per_epoch,
-                   optimizer=optimizer, seed=cfg.seed, **hp)
+        return cls(
+            model,
+            sparsity=cfg.sparsity,
+            steps_per_epoch=steps_per_epoch,
+            optimizer=optimizer,
+            seed=cfg.seed,
+            **hp,
+        )
 
     # --- the two hooks ----------------------------------------------------------------------
     def init_masks(self) -> None:

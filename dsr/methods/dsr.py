@@ -26,12 +26,29 @@ from dsr.methods.base import Scheduled, register, split_proportional
 class DSR(Scheduled):
     """Global magnitude threshold pruning, proportional random regrowth, adaptive threshold."""
 
-    config_fields = ("np_target", "h0", "delta", "realloc_schedule", "realloc_stop",
-                     "grow_init", "reset_momentum")
+    config_fields = (
+        "np_target",
+        "h0",
+        "delta",
+        "realloc_schedule",
+        "realloc_stop",
+        "grow_init",
+        "reset_momentum",
+    )
 
-    def __init__(self, model: nn.Module, *, np_target: int = 600, h0: float = 1e-3,
-                 delta: float = 0.1, realloc_schedule: str = "0:100", realloc_stop: int = 10**9,
-                 grow_init: str = "zero", reset_momentum: bool = False, **kw):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        np_target: int = 600,
+        h0: float = 1e-3,
+        delta: float = 0.1,
+        realloc_schedule: str = "0:100",
+        realloc_stop: int = 10**9,
+        grow_init: str = "zero",
+        reset_momentum: bool = False,
+        **kw,
+    ):
         self.np_target, self.threshold, self.delta = np_target, h0, delta
         self.grow_init, self.reset_momentum = grow_init, reset_momentum
         super().__init__(model, realloc_schedule=realloc_schedule, realloc_stop=realloc_stop, **kw)
@@ -86,9 +103,14 @@ class DSR(Scheduled):
             self.threshold /= 2
         elif k < (1 - self.delta) * self.np_target:
             self.threshold *= 2
-        return {"threshold": threshold, "next_threshold": self.threshold, "pruned": k,
-                "grown": sum(grown), "pruned_per_tensor": [len(p) for p in pruned],
-                "grown_per_tensor": grown}
+        return {
+            "threshold": threshold,
+            "next_threshold": self.threshold,
+            "pruned": k,
+            "grown": sum(grown),
+            "pruned_per_tensor": [len(p) for p in pruned],
+            "grown_per_tensor": grown,
+        }
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "threshold": self.threshold}

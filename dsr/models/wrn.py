@@ -47,7 +47,7 @@ class WideResNet(nn.Module):
         widths = [16] + [max(1, round(c * widen)) for c in (16, 32, 64)]
         self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
         blocks, cin = [], widths[0]
-        for g, (cout, stride) in enumerate(zip(widths[1:], (1, 2, 2))):
+        for cout, stride in zip(widths[1:], (1, 2, 2)):
             for i in range(n):
                 blocks.append(Block(cin, cout, stride if i == 0 else 1))
                 cin = cout
@@ -59,8 +59,11 @@ class WideResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def sparse_module_names(self) -> list[str]:
-        return [n for n, m in self.named_modules()
-                if isinstance(m, nn.Conv2d) and n.startswith("blocks.") and m.kernel_size == (3, 3)]
+        return [
+            n
+            for n, m in self.named_modules()
+            if isinstance(m, nn.Conv2d) and n.startswith("blocks.") and m.kernel_size == (3, 3)
+        ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.conv1(x))  # (B, 64k, 8, 8)
