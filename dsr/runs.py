@@ -108,6 +108,7 @@ def run(
     from dsr.models import input_shape
 
     data = load(cfg.dataset, input_shape(cfg.model))
+    code_version()  # record the code as it is when training starts
     path = run_dir(cfg, root)
     path.mkdir(parents=True, exist_ok=True)
     with file_lock(path / ".lock"):
@@ -166,7 +167,8 @@ def write_results(t: Trainer, path: Path, device: str) -> None:
 
 @cache
 def code_version() -> dict[str, Any]:
-    """The git commit of the code and whether tracked files outside data/ were modified."""
+    """The git commit of the code and whether the package (dsr/, pyproject.toml) differs from
+    it. Cached per process: call it before training so that it describes the code that ran."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -175,7 +177,7 @@ def code_version() -> dict[str, Any]:
 
     try:
         commit = git("rev-parse", "HEAD") or "unknown"
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!data"))
+        dirty = bool(git("status", "--porcelain", "--", "dsr", "pyproject.toml"))
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "unknown", True
     return {"code_commit": commit, "code_dirty": dirty}
