@@ -14,7 +14,8 @@ from dsr.config import BUDGETS, PROTOCOLS, ConfigError, RunConfig, coerce, prese
 FIELD_HELP = {
     "model": "model registry key (lenet300, wrn28_2, wrn16_2)",
     "dataset": "mnist | cifar10 | cifar10-jpeg | synthetic",
-    "method": "method registry key (dsr, static, dense, thin_dense, ...)",
+    "method": "method registry key (dsr, static, dense, thin_dense, set, deepr, pruning, "
+    "static_replica, rigl, snfs)",
     "sparsity": "fraction of zeros in the sparse tensors, in [0, 1)",
     "lr_schedule": "learning rate per epoch, 'epoch:lr,...'",
     "realloc_schedule": "reallocation period P per epoch, 'epoch:P,...'",
@@ -100,14 +101,19 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def config_from_args(args: argparse.Namespace, extra_exclude: tuple[str, ...] = ()) -> RunConfig:
-    """Protocol at budget, then YAML values, then command-line options."""
+def config_from_args(
+    args: argparse.Namespace, extra_exclude: tuple[str, ...] = (), method: str | None = None
+) -> RunConfig:
+    """Protocol at budget, then YAML values, then command-line options (``method``, if given,
+    replaces the method they name)."""
     values: dict[str, Any] = read_yaml(args.config) if args.config else {}
     protocol = values.pop("protocol", args.protocol)
     budget = values.pop("budget", args.budget)
     for f in fields(RunConfig):
         if getattr(args, f.name) is not None and f.name not in extra_exclude:
             values[f.name] = getattr(args, f.name)
+    if method is not None:
+        values["method"] = method
     return preset(protocol, budget, **{k: coerce(k, v) for k, v in values.items()})
 
 
@@ -157,17 +163,14 @@ def parse_list(text: str, kind: type, name: str) -> list:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    methods = parse_list(args.methods, str, "methods")
+    sparsities = parse_list(args.sparsities, float, "sparsities")
+    seeds = parse_list(args.seeds, int, "seeds")
+    bases = {m: config_from_args(args, method=m) for m in methods}  # each method's protocol
     setup_runtime(args, None)
     from dsr.runs import grid, sweep
 
-    methods = parse_list(args.methods, str, "methods")
-    configs = grid(
-        cfg,
-        methods,
-        parse_list(args.sparsities, float, "sparsities"),
-        parse_list(args.seeds, int, "seeds"),
-    )
+    configs = [c for m in methods for c in grid(bases[m], [m], sparsities, seeds)]
     print(f"sweep: {len(configs)} runs, {args.workers} workers x {args.threads or 1} threads")
     status = sweep(
         configs,

@@ -57,6 +57,31 @@ class RunConfig:
     realloc_stop: int = 90  # no reallocation from this epoch on
     grow_init: str = "zero"  # value of regrown weights: zero (official) | kaiming
     reset_momentum: bool = False  # zero the momentum of regrown weights (official: no)
+    # initial masks of the methods that draw them at random
+    sparse_init: str = "uniform"  # uniform (official) | erk (Erdos-Renyi-kernel, RigL paper)
+    # runs that start from another cached run (pruning: a dense run; static_replica: a dsr run)
+    source_epochs: int = 0  # epochs of the source run (0: the same as epochs)
+    source_lr_schedule: str = ""  # learning rates of the source run ("": lr_schedule)
+    # SET (Mocanu et al. 2018) as the DSR paper ran it
+    set_zeta: float = 0.0  # pruned fraction per tensor; 0: matched to DSR, np_target / active
+    set_variant: str = "dsr"  # dsr (DSR's schedule, smallest |w|) | original (per epoch, +/-)
+    # DeepR (Bellec et al. 2018) as the DSR paper ran it
+    deepr_eta: float = 0.01  # noise std is sqrt(2 eta T)
+    deepr_temperature_schedule: str = "0:1e-05,25:1e-08,80:1e-12,140:1e-15"  # epoch:T
+    deepr_sign_reference: str = "previous"  # previous (correct) | stale_init (official code)
+    # compressed sparse (Zhu & Gupta 2017): prune at the end of epochs 0, k, 2k, ...
+    prune_every: int = 2  # k, epochs between two prunes
+    prune_times: int = 20  # number of prunes on the cubic schedule
+    # static replica of a dsr run's final masks
+    replica_of_seed: int = -1  # seed of the source dsr run (-1: this run's seed)
+    replica_init: str = "fresh"  # fresh (new seed) | source (the dsr run's own initial weights)
+    # thin dense: match the sparse network's parameters or its memory (1 bit per mask position)
+    thin_match: str = "params"  # params (ICLR submission) | memory (ICML version)
+    # RigL (Evci et al. 2020) and sparse momentum, SNFS (Dettmers & Zettlemoyer 2019)
+    rigl_drop_fraction: float = 0.3  # alpha, annealed to 0 with a cosine
+    rigl_update_every: int = 100  # Delta T, steps between mask updates
+    rigl_end: float = 0.75  # fraction of the training steps after which masks are frozen
+    snfs_prune_rate: float = 0.5  # p, annealed with a cosine
 
     def __post_init__(self) -> None:
         validate(self)
@@ -113,6 +138,16 @@ def coerce(name: str, value: Any) -> Any:
     raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}")
 
 
+CHOICES: dict[str, tuple[str, ...]] = {
+    "grow_init": ("zero", "kaiming"),
+    "sparse_init": ("uniform", "erk"),
+    "set_variant": ("dsr", "original"),
+    "deepr_sign_reference": ("previous", "stale_init"),
+    "replica_init": ("fresh", "source"),
+    "thin_match": ("params", "memory"),
+}
+
+
 def validate(cfg: RunConfig) -> None:
     """Raise ConfigError with a one-line reason if ``cfg`` cannot be run."""
     from dsr.data import DATASETS
@@ -145,11 +180,21 @@ def validate(cfg: RunConfig) -> None:
     for name in ("weight_decay", "l1", "momentum", "delta"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be non-negative, got {getattr(cfg, name)}")
-    if cfg.grow_init not in ("zero", "kaiming"):
-        raise ConfigError(f"grow_init must be 'zero' or 'kaiming', got {cfg.grow_init!r}")
+    for name, choices in CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            known = " or ".join(repr(c) for c in choices)
+            raise ConfigError(f"{name} must be {known}, got {getattr(cfg, name)!r}")
+    for name in ("source_epochs", "deepr_eta"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} must be non-negative, got {getattr(cfg, name)}")
+    if cfg.replica_of_seed < -1:
+        raise ConfigError(f"replica_of_seed must be -1 or a seed, got {cfg.replica_of_seed}")
     try:
         Schedule.parse(cfg.lr_schedule, "lr_schedule")
         periods = Schedule.parse(cfg.realloc_schedule, "realloc_schedule")
+        Schedule.parse(cfg.deepr_temperature_schedule, "deepr_temperature_schedule")
+        if cfg.source_lr_schedule:
+            Schedule.parse(cfg.source_lr_schedule, "source_lr_schedule")
     except ScheduleError as e:
         raise ConfigError(str(e)) from None
     if min(periods.values) < 1 or any(not float(v).is_integer() for v in periods.values):
@@ -205,8 +250,50 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+# What a method changes in every protocol (reference README, "Protocol facts"), applied by
+# :func:`preset` when the method is given, before the caller's overrides.
+METHOD_PROTOCOLS: dict[str, dict[str, Any]] = {
+    # DeepR as the DSR paper ran it: L1 1e-5, no weight decay.
+    "deepr": dict(l1=1e-5, weight_decay=0.0),
+    # Compressed sparse: 48 epochs from the protocol's trained dense network, LR 0 for epoch 0
+    # (the first prune sees the dense weights), 0.02, 0.004 from 25, 0.0008 from 35.
+    "pruning": dict(epochs=48, lr_schedule="0:0,1:0.02,25:0.004,35:0.0008"),
+}
+
+
+def with_method(base: dict[str, Any], method: str, factor: float) -> dict[str, Any]:
+    """``base`` (a protocol at a budget) with ``method``'s protocol changes applied.
+
+    Runs that start from another run (pruning, static_replica) record the protocol's epochs and
+    learning rates as their source's; the DeepR temperature schedule is shortened with the
+    budget like the other schedules.
+    """
+    out = dict(base, method=method)
+    if method in ("pruning", "static_replica"):
+        out.update(source_epochs=base["epochs"], source_lr_schedule=base["lr_schedule"])
+    if method == "deepr" and factor != 1:
+        default = RunConfig.__dataclass_fields__["deepr_temperature_schedule"].default
+        out["deepr_temperature_schedule"] = Schedule.parse(default).scaled(factor).format()
+    out.update(METHOD_PROTOCOLS.get(method, {}))
+    return out
+
+
+def normalise_source(values: dict[str, Any]) -> dict[str, Any]:
+    """Drop source fields that equal the run's own (their defaults mean "the same"), so that
+    one run has one config and one hash."""
+    out = dict(values)
+    if out.get("source_epochs") == out.get("epochs"):
+        out.pop("source_epochs")
+    if out.get("source_lr_schedule") == out.get("lr_schedule"):
+        out.pop("source_lr_schedule")
+    return out
+
+
 def preset(protocol: str = "lenet300-mnist", budget: str = "paper", **overrides: Any) -> RunConfig:
     """The resolved config of a protocol at a budget, with field overrides applied last.
+
+    When ``overrides`` name a method, that method's protocol changes
+    (:data:`METHOD_PROTOCOLS`) are applied before the other overrides.
 
     Raises:
         ConfigError: unknown protocol, budget or field, or an invalid value.
@@ -231,8 +318,11 @@ def preset(protocol: str = "lenet300-mnist", budget: str = "paper", **overrides:
             f"{e}:{int(v)}" for e, v in zip(periods.epochs, periods.values)
         )
         base["realloc_stop"] = max(1, int(base["realloc_stop"] * factor))
-    base.update({k: coerce(k, v) for k, v in overrides.items()})
+    overrides = {k: coerce(k, v) for k, v in overrides.items()}
+    if "method" in overrides:
+        base = with_method(base, overrides["method"], factor)
+    base.update(overrides)
     try:
-        return RunConfig(**base)
+        return RunConfig(**normalise_source(base))
     except TypeError as e:
         raise ConfigError(str(e)) from None

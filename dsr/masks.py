@@ -9,6 +9,7 @@ sparse. Which tensors are sparse follows the official DSR code
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,44 @@ def exact_counts(numels: Sequence[int], density: float) -> list[int]:
     order = sorted(range(len(numels)), key=lambda i: (-(quotas[i] - counts[i]), i))
     for i in order[: total - sum(counts)]:
         counts[i] += 1
+    return counts
+
+
+def erk_densities(shapes: Sequence[Sequence[int]], density: float) -> list[float]:
+    """Erdos-Renyi-kernel densities (Evci et al. 2020, RigL, Sec. 3; ``sparse_utils.py``).
+
+    A tensor of shape (n_out, n_in, kh, kw) gets density eps * sum(shape) / prod(shape), with
+    eps chosen so that the densities average to ``density`` over all weights; a tensor whose
+    density would exceed 1 is made dense and eps is solved again for the others (the
+    tensors with the largest ratio first, as in the RigL code).
+    """
+    numels = [math.prod(s) for s in shapes]
+    raw = [sum(s) / n for s, n in zip(shapes, numels)]
+    dense: set[int] = set()
+    while True:
+        sparse = [i for i in range(len(shapes)) if i not in dense]
+        budget = density * sum(numels) - sum(numels[i] for i in dense)
+        eps = budget / sum(raw[i] * numels[i] for i in sparse) if sparse else 0.0
+        top = max((raw[i] for i in sparse), default=0.0)
+        if eps * top <= 1:
+            return [1.0 if i in dense else eps * raw[i] for i in range(len(shapes))]
+        dense |= {i for i in sparse if raw[i] == top}
+
+
+def erk_counts(shapes: Sequence[Sequence[int]], density: float) -> list[int]:
+    """Active counts per tensor with ERK densities, summing exactly to
+    ``round(density * total)`` (largest-remainder rounding, no tensor above its size)."""
+    numels = [math.prod(s) for s in shapes]
+    quotas = [d * n for d, n in zip(erk_densities(shapes, density), numels)]
+    counts = [min(n, int(q)) for q, n in zip(quotas, numels)]
+    order = sorted(range(len(numels)), key=lambda i: (-(quotas[i] - counts[i]), i))
+    left = round(density * sum(numels)) - sum(counts)
+    for i in order:
+        if left <= 0:
+            break
+        if counts[i] < numels[i]:
+            counts[i] += 1
+            left -= 1
     return counts
 
 
@@ -111,6 +150,11 @@ class Masks:
     def init_uniform(self, sparsity: float, generator: torch.Generator) -> None:
         """The same sparsity in every tensor, exact counts, random positions (official code)."""
         self.init_counts(exact_counts(self.numels, 1.0 - sparsity), generator)
+
+    def init_erk(self, sparsity: float, generator: torch.Generator) -> None:
+        """Erdos-Renyi-kernel densities (RigL paper), exact counts, random positions."""
+        shapes = [tuple(w.shape) for w in self.weights]
+        self.init_counts(erk_counts(shapes, 1.0 - sparsity), generator)
 
     def init_counts(self, counts: Sequence[int], generator: torch.Generator) -> None:
         """Random masks with the given active count per tensor; zero the inactive weights."""

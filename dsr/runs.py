@@ -105,7 +105,11 @@ def run(
     record = load_run(cfg, root)
     if record is not None:
         return record
+    from dsr.methods import METHODS
     from dsr.models import input_shape
+
+    for source in METHODS[cfg.method].dependencies(cfg):  # e.g. pruning's dense run
+        run(source, root, device=device, progress=progress)
 
     data = load(cfg.dataset, input_shape(cfg.model))
     code_version()  # record the code as it is when training starts

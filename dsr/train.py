@@ -69,8 +69,14 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
 
 
-def build(cfg: RunConfig, device: str | torch.device = "cpu", data: Data | None = None) -> Trainer:
-    """Model, optimizer, method and data of a run, initialised from ``cfg.seed``."""
+def build(
+    cfg: RunConfig,
+    device: str | torch.device = "cpu",
+    data: Data | None = None,
+    runs_root: Path | None = None,
+) -> Trainer:
+    """Model, optimizer, method and data of a run, initialised from ``cfg.seed``; methods that
+    start from another run (pruning, static_replica) find it in the cache ``runs_root``."""
     cls = METHODS[cfg.method]
     width = cls.model_width(cfg)
     torch.manual_seed(cfg.seed)
@@ -86,7 +92,7 @@ def build(cfg: RunConfig, device: str | torch.device = "cpu", data: Data | None 
         nesterov=cfg.nesterov and cfg.momentum > 0,
         weight_decay=cfg.weight_decay,
     )
-    method = cls.from_config(cfg, model, data.steps_per_epoch(cfg.batch_size), optimizer)
+    method = cls.from_config(cfg, model, data.steps_per_epoch(cfg.batch_size), optimizer, runs_root)
     return Trainer(cfg, model, optimizer, method, data, width)
 
 
@@ -124,7 +130,7 @@ def train(
     Raises:
         TrainingDiverged: the loss of an epoch was not finite.
     """
-    t = build(cfg, device, data)
+    t = build(cfg, device, data, run_dir.parent if run_dir is not None else None)
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         if (run_dir / CHECKPOINT).exists():

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dsr.methods import baselines, dsr  # noqa: F401  (register the methods)
+# Importing a module registers its methods.
+from dsr.methods import baselines, deepr, dsr, pruning, replica, rigl, snfs  # noqa: F401
+from dsr.methods import set as set_  # noqa: F401  (not named set: the builtin)
 from dsr.methods.base import METHODS, Method, Scheduled, register, split_proportional
 
 __all__ = ["METHODS", "Method", "Scheduled", "register", "split_proportional", "sparsify"]
@@ -30,12 +32,15 @@ def sparsify(
         model: any PyTorch model; its sparse layers are ``names``, else the model's own
             ``sparse_module_names()``, else every conv with a kernel > 1x1 and every linear
             layer but the last.
-        method: a registry key (``dsr``, ``static``, ...).
+        method: a registry key (``dsr``, ``static``, ``set``, ``deepr``, ``rigl``, ``snfs``,
+            ``pruning``, ``static_replica``, ...).
         sparsity: fraction of zeros in every sparse tensor at the start.
         steps_per_epoch: optimizer steps per epoch (schedules are given in epochs).
         optimizer: needed by options that touch optimizer state (``reset_momentum``).
         seed: seed of the method's own RNG (initial masks, regrowth positions).
-        **hyperparameters: the method's options, e.g. ``np_target=600`` for DSR.
+        **hyperparameters: the method's options, e.g. ``np_target=600`` for DSR,
+            ``epochs=`` (the run's length) for RigL and SNFS, ``source_masks=`` for
+            ``static_replica``.
 
     Call ``before_step()`` between ``backward()`` and ``optimizer.step()``, and
     ``after_step()`` right after it.

@@ -16,12 +16,13 @@ Methods are registered by name with :func:`register` and built from a run config
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from dsr.masks import Masks
+from dsr.masks import Masks, SparseTensor
 from dsr.schedules import Schedule
 
 METHODS: dict[str, type[Method]] = {}
@@ -54,8 +55,10 @@ class Method:
         optimizer: torch.optim.Optimizer | None = None,
         seed: int = 0,
         names: Sequence[str] | None = None,
+        sparse_init: str = "uniform",
     ):
         self.model = model
+        self.sparse_init = sparse_init
         self.sparsity = sparsity
         self.steps_per_epoch = steps_per_epoch
         self.optimizer = optimizer
@@ -77,9 +80,21 @@ class Method:
         return cfg.width
 
     @classmethod
+    def dependencies(cls, cfg: Any) -> list[Any]:
+        """Configs of the runs this method starts from (trained first by ``dsr.runs.run``)."""
+        return []
+
+    @classmethod
     def from_config(
-        cls, cfg: Any, model: nn.Module, steps_per_epoch: int, optimizer: torch.optim.Optimizer
+        cls,
+        cfg: Any,
+        model: nn.Module,
+        steps_per_epoch: int,
+        optimizer: torch.optim.Optimizer | None,
+        runs_root: Any = None,
     ) -> Method:
+        """The method of run ``cfg`` on ``model``; ``runs_root`` is the run cache where the
+        runs it depends on are found (None: the default cache)."""
         hp = {k: getattr(cfg, k) for k in cls.config_fields}
         return cls(
             model,
@@ -87,13 +102,18 @@ class Method:
             steps_per_epoch=steps_per_epoch,
             optimizer=optimizer,
             seed=cfg.seed,
+            sparse_init=cfg.sparse_init,
             **hp,
         )
 
     # --- the two hooks ----------------------------------------------------------------------
     def init_masks(self) -> None:
-        """Initial masks: uniform sparsity, exact counts, random positions (official code)."""
-        self.masks.init_uniform(self.sparsity, self.generator)
+        """Initial masks, exact counts at random positions: the same sparsity in every tensor
+        (``uniform``, official code) or Erdos-Renyi-kernel densities (``erk``, RigL paper)."""
+        if self.sparse_init == "erk":
+            self.masks.init_erk(self.sparsity, self.generator)
+        else:
+            self.masks.init_uniform(self.sparsity, self.generator)
 
     def before_step(self) -> None:
         if self.masks is not None:
@@ -127,7 +147,7 @@ class Method:
 
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())  # a checkpoint may map it to a GPU
 
     # --- helpers for subclasses ---------------------------------------------------------------
     @torch.no_grad()
@@ -140,6 +160,21 @@ class Method:
             fan_in = weight[0].numel() if weight.dim() > 1 else weight.numel()
             std = (2.0 / fan_in) ** 0.5
             flat[index] = torch.randn(len(index), generator=self.generator).to(flat) * std
+
+    @torch.no_grad()
+    def grow_random(
+        self, t: SparseTensor, count: int, exclude: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Activate ``count`` uniformly random inactive positions of tensor ``t``, none of the
+        flat positions ``exclude``; return their flat positions (official DSR ``grow_random``)."""
+        m = t.mask.view(-1)
+        free = ~m
+        if exclude is not None:
+            free[exclude] = False
+        candidates = free.nonzero().view(-1)
+        pick = candidates[torch.randperm(len(candidates), generator=self.generator)[:count]]
+        m[pick] = True
+        return pick
 
     def reset_momentum_at(self, weight: torch.Tensor, index: torch.Tensor) -> None:
         """Zero the optimizer's momentum of the flat positions ``index`` of ``weight``."""
@@ -190,3 +225,26 @@ def split_proportional(total: int, weights: Sequence[int], capacity: Sequence[in
             left -= take
         open_ = [i for i in open_ if parts[i] < capacity[i]]
     return parts
+
+
+def source_config(cfg: Any, method: str, owned: tuple[str, ...] = (), **changes: Any) -> Any:
+    """The config of the run that ``cfg`` starts from (pruning, static_replica): the same
+    protocol with ``method``, the source's epochs and learning rates, and the source fields
+    and the fields ``owned`` by the dependent method back at their defaults."""
+    defaults = {f.name: f.default for f in fields(cfg)}
+    return cfg.replace(
+        method=method,
+        epochs=cfg.source_epochs or cfg.epochs,
+        lr_schedule=cfg.source_lr_schedule or cfg.lr_schedule,
+        source_epochs=0,
+        source_lr_schedule="",
+        **{name: defaults[name] for name in owned},
+        **changes,
+    )
+
+
+def source_run(cfg: Any, runs_root: Any, device: torch.device) -> Any:
+    """The finished run of ``cfg`` (a ``dsr.runs.RunRecord``), trained first if missing."""
+    from dsr.runs import run
+
+    return run(cfg, runs_root, device=str(device), progress=False)

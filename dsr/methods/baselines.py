@@ -23,9 +23,11 @@ class Static(Method):
 
 @register("thin_dense")
 class ThinDense(Method):
-    """A dense network made narrower so that its trainable parameter count matches the sparse
-    network's non-zero count at ``sparsity`` (paper: 'thin dense'). The width multiplier is
-    chosen by :func:`matched_width` and recorded in the run summary."""
+    """A dense network made narrower to match the sparse network at ``sparsity`` (paper: 'thin
+    dense'): in trainable parameters (``thin_match="params"``, the ICLR-2019 submission's
+    sizing) or in memory, counting one bit per sparse position for the mask
+    (``thin_match="memory"``, the ICML-2019 version's). The width multiplier is chosen by
+    :func:`matched_width` and recorded in the run summary."""
 
     sparse = False
 
@@ -40,7 +42,7 @@ class ThinDense(Method):
 
     @classmethod
     def model_width(cls, cfg: Any) -> float:
-        return matched_width(cfg.model, cfg.sparsity)
+        return matched_width(cfg.model, cfg.sparsity, cfg.thin_match)
 
 
 def model_counts(model_name: str, width: float) -> dict[str, int]:
@@ -56,11 +58,17 @@ def model_counts(model_name: str, width: float) -> dict[str, int]:
     return {"total": total, "sparse_positions": sparse, "dense": total - sparse}
 
 
-def matched_width(model_name: str, sparsity: float) -> float:
-    """Width multiplier whose dense parameter count is closest to the sparse network's
-    non-zero count (sparse positions times density, plus the dense parameters)."""
+def matched_width(model_name: str, sparsity: float, match: str = "params") -> float:
+    """Width multiplier whose dense parameter count is closest to the sparse network's size.
+
+    ``params``: its non-zero count (sparse positions times density, plus the dense
+    parameters). ``memory``: its memory in 32-bit words, the non-zero parameters plus one bit
+    per sparse position for the mask (sparse positions / 32).
+    """
     full = model_counts(model_name, 1.0)
     target = round((1 - sparsity) * full["sparse_positions"]) + full["dense"]
+    if match == "memory":
+        target += full["sparse_positions"] / 32
     lo, hi = 0.0, 1.0
     for _ in range(40):
         mid = (lo + hi) / 2
