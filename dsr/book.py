@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dsr.data import PROJECT, data_root
 
-SOURCES = ("_config.yml", "_toc.yml", "book")
+SOURCES = ("_config.yml", "_toc.yml", "_static", "book")
 # Parameter values a profile sets in every notebook that declares them; the smoke profile
 # keeps one sparsity so that each notebook trains its runs in seconds.
 PROFILE_PARAMETERS: dict[str, dict[str, str]] = {"smoke": {"sparsities": "0.9"}}
@@ -60,7 +60,10 @@ def parameters(notebook: Path, profile: str, runs_root: Path | None) -> dict[str
 
 
 def kernel_environment() -> None:
-    """Make kernels started from here import this project with this environment's python."""
+    """Make kernels started from here import this project with this environment's python,
+    and build matplotlib's font cache here, so that no notebook prints that it is building it."""
+    import matplotlib.font_manager  # noqa: F401  (builds the cache on first import)
+
     path = os.environ.get("PYTHONPATH", "")
     if str(PROJECT) not in path.split(os.pathsep):
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT), path) if p)

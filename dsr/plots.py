@@ -153,3 +153,10 @@ def imagenet(table: pd.DataFrame) -> Figure:
         ax.set_ylabel("top-1 accuracy (%)")
         ax.legend(fontsize="small", loc="lower right")
     return fig
+
+
+def table(df: pd.DataFrame):
+    """A table for a page: no index column, floats in their shortest form, text uncut."""
+    return df.style.hide(axis="index").format(
+        lambda v: f"{v:g}" if isinstance(v, float) else v, na_rep="-"
+    )

@@ -63,13 +63,6 @@ class ResultsError(ValueError):
     """Results that cannot be put in one table, with a one-line reason."""
 
 
-class Text(str):
-    """A string whose repr is itself, so that glued text shows without quotes."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
 # --- planning and collecting runs ------------------------------------------------------------
 
 
@@ -461,11 +454,14 @@ def status_table(st: Study) -> pd.DataFrame:
 
 
 def publish(values: dict[str, Any]) -> None:
-    """Glue each value for the book's text (``{glue:text}`key```), without displaying it."""
+    """Glue each value for the book's text (``{glue:text}`key```), without displaying it.
+
+    A string is stored as its repr, which myst-nb's ``glue:text`` role turns back into the
+    exact string."""
     from myst_nb import glue
 
     for key, value in values.items():
-        glue(key, Text(value) if isinstance(value, str) else value, display=False)
+        glue(key, value, display=False)
 
 
 def headline(means: pd.DataFrame, a: str, b: str, sparsity: float, unit: str) -> str:
@@ -489,18 +485,28 @@ def paper_means(model: str, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "sparsity", "runs", "accuracy"])
 
 
-def summary_row(st: Study, verdict: Verdict, a: str, b: str) -> dict[str, str]:
-    """The claim's row of the book's summary table, at the study's highest sparsity: the
-    paper's and our means of ``a`` and ``b``, the budget run, and the verdict."""
+def summary_row(
+    st: Study, verdict: Verdict, a: str, b: str, paper: tuple[str, str] | None = None
+) -> dict[str, str]:
+    """The claim's row of the book's summary table: the paper's and our means of ``a`` and
+    ``b`` at the study's highest sparsity, the budget run, and the verdict.
+
+    ``paper`` (model, data set) names the setting of the paper's numbers when it is not the
+    study's (the paper compared some methods on one network only); then the paper's highest
+    sparsity is shown."""
     s = max(st.sparsities)
-    paper = headline(paper_means(st.model, st.dataset), a, b, s, "5 runs each")
+    model, dataset = paper or (st.model, st.dataset)
+    means = paper_means(model, dataset)
+    s_paper = s if paper is None or (means.sparsity == s).any() else means.sparsity.max()
+    where = "" if paper is None else f"{MODEL_NAMES.get(model, model)} / {dataset}, "
+    theirs = headline(means, a, b, s_paper, f"{where}5 runs each")
     variant = st.variant()
     ours = headline(summarize(st), a, b, s, f"{variant}, seeds {','.join(map(str, st.seeds))}")
-    model = MODEL_NAMES.get(st.model, st.model)
+    name = MODEL_NAMES.get(st.model, st.model)
     return {
-        "summary_paper": paper if paper != "-" else f"no per-run numbers for {model}",
+        "summary_paper": theirs if theirs != "-" else f"no per-run numbers for {name}",
         "summary_ours": ours if ours != "-" else "not run here",
-        "summary_budget": f"{model} / {variant}, {st.budget} budget",
+        "summary_budget": f"{name} / {variant}, {st.budget} budget",
         "summary_verdict": verdict.label,
     }
 
@@ -646,7 +652,9 @@ def imagenet_summary(table: pd.DataFrame, st: Study) -> dict[str, str]:
 def paper_pivot(model: str, dataset: str) -> pd.DataFrame:
     """The paper's mean ± std over its 5 runs, sparsity by method."""
     means = paper_means(model, dataset)
-    return means.pivot(index="sparsity", columns="method", values="accuracy").reset_index()
+    wide = means.pivot(index="sparsity", columns="method", values="accuracy").reset_index()
+    wide.columns.name = None
+    return wide
 
 
 def wall_time(st: Study, label: str) -> str:

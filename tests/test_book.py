@@ -7,6 +7,7 @@ The build runs once for this module (minutes: a kernel per notebook, the smoke r
 
 from __future__ import annotations
 
+import ast
 import re
 import time
 from pathlib import Path
@@ -35,13 +36,13 @@ def executed(book: dict, name: str) -> nbformat.NotebookNode:
 
 
 def glued(nb: nbformat.NotebookNode) -> dict[str, str]:
-    """The values a notebook glued, by key (their text/plain)."""
+    """The values a notebook glued, by key (the strings their text/plain holds)."""
     out = {}
     for cell in nb.cells:
         for o in cell.get("outputs", []):
             name = o.get("metadata", {}).get("scrapbook", {}).get("name")
             if name:
-                out[name] = o["data"].get("text/plain", "")
+                out[name] = ast.literal_eval(o["data"]["text/plain"])
     return out
 
 
@@ -60,6 +61,14 @@ def test_notebook_ran_at_the_smoke_profile_without_errors(book, name):
     assert nb.metadata.papermill.parameters["profile"] == "smoke"
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == []
+
+
+@pytest.mark.parametrize("name", [nb.name for nb in notebooks()])
+def test_notebook_prints_nothing_to_stderr(book, name):
+    """No warning or message on stderr reaches a page of the book."""
+    nb = executed(book, name)
+    streams = [o.text for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert streams == []
 
 
 @pytest.mark.parametrize("name", [nb.name for nb in notebooks()])
