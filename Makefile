@@ -4,10 +4,13 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+KERNEL  := $(VENV)/.kernel
 TORCH   := torch==2.14.1 torchvision==0.29.1
 THREADS ?= 2
+PROFILE ?= default
+BOOK    ?= build/book
 
-.PHONY: help setup run test lint bench clean-scratch
+.PHONY: help setup run test lint bench book clean-scratch
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -19,19 +22,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[book,dev,cluster]'
 	touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv with everything installed (idempotent)
+# The notebooks run in the `python3` kernel of .venv, whatever kernels the user has elsewhere.
+$(KERNEL): $(STAMP)
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (dsr)"
+	touch $(KERNEL)
+
+setup: $(STAMP) $(KERNEL)  ## create .venv with everything installed (idempotent)
 
 run: $(STAMP)  ## the main job: LeNet-300-100 / MNIST, DSR at s = 0.9, the paper's 100 epochs (cached)
 	$(BIN)/python -m dsr train --protocol lenet300-mnist --budget paper --method dsr \
 	  --sparsity 0.9 --seed 0 --threads $(THREADS)
 
-test: $(STAMP)  ## lint and run the test suite (CPU, minutes)
+test: $(STAMP) $(KERNEL)  ## lint and run the tests, including every notebook at the smoke profile and a strict book build
 	$(BIN)/ruff check dsr tests
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -x -q --durations=10
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check dsr tests
 	$(BIN)/ruff format --check dsr tests
+
+book: $(STAMP) $(KERNEL)  ## execute the notebooks on the committed results (PROFILE=default) and build the HTML book
+	$(BIN)/python -m dsr book --profile $(PROFILE) --out $(BOOK)
 
 bench: $(STAMP)  ## sparse/dense step time and DSR reallocation cost, as ratios
 	$(BIN)/python -m dsr bench --threads $(THREADS)

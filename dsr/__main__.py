@@ -1,4 +1,4 @@
-"""Command line: ``python -m dsr {train,sweep,bench} ...``; ``--help`` on each explains it."""
+"""Command line: ``python -m dsr {train,sweep,bench,book} ...``; ``--help`` on each explains it."""
 
 from __future__ import annotations
 
@@ -194,6 +194,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def cmd_book(args: argparse.Namespace) -> int:
+    from dsr.book import build
+
+    index = build(args.profile, args.out, args.runs_root, args.timeout)
+    print(f"book: {index}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m dsr",
@@ -245,18 +253,54 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=20, help="timed steps per measurement")
     add_runtime_options(b)
     b.set_defaults(func=cmd_bench)
+    k = sub.add_parser(
+        "book",
+        allow_abbrev=False,
+        help="execute the notebooks and build the HTML book",
+        description="Execute every notebook with papermill at a profile, then build the "
+        "HTML with jupyter-book (warnings are errors). The default profile reads the "
+        "committed results and trains nothing; smoke, cpu and paper train what is missing.",
+    )
+    k.add_argument(
+        "--profile",
+        default="default",
+        choices=["default", "smoke", "cpu", "paper"],
+        help="default: committed results, no training; smoke: seconds; cpu, paper: those "
+        "budgets (default: %(default)s)",
+    )
+    k.add_argument(
+        "--out", type=Path, default=Path("build/book"), help="build folder (default: %(default)s)"
+    )
+    k.add_argument(
+        "--runs-root",
+        type=Path,
+        default=None,
+        help="run cache folder (default: $DSR_RUNS or data/runs)",
+    )
+    k.add_argument(
+        "--timeout", type=int, default=None, help="seconds a notebook cell may run (default: none)"
+    )
+    k.set_defaults(func=cmd_book)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from dsr.book import BookError
     from dsr.data import DataError
     from dsr.io import CheckpointError
     from dsr.train import TrainingDiverged
 
     try:
         return args.func(args)
-    except (ConfigError, CommandError, DataError, CheckpointError, TrainingDiverged) as e:
+    except (
+        ConfigError,
+        CommandError,
+        DataError,
+        CheckpointError,
+        TrainingDiverged,
+        BookError,
+    ) as e:
         print(f"dsr: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

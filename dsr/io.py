@@ -69,7 +69,10 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict:
 
 def progress_bar(total: int, enabled: bool, desc: str):
     """A tqdm bar, or a do-nothing stand-in when progress output is off."""
-    from tqdm.auto import tqdm
+    if enabled:
+        from tqdm.auto import tqdm
+    else:  # tqdm.auto warns in a Jupyter kernel without ipywidgets, even when disabled
+        from tqdm import tqdm
 
     return tqdm(
         total=total, disable=not enabled, desc=desc, unit="step", leave=False, mininterval=1.0

@@ -35,7 +35,7 @@ import torch
 
 from dsr import io
 from dsr.config import RunConfig
-from dsr.data import PROJECT, file_lock, load
+from dsr.data import PROJECT, Data, file_lock, load
 from dsr.masks import count_parameters
 from dsr.train import Trainer, TrainingDiverged, train
 
@@ -96,11 +96,13 @@ def run(
     device: str = "cpu",
     progress: bool = True,
     stop_after: int | None = None,
+    data: Data | None = None,
 ) -> RunRecord | None:
     """Return the finished run of ``cfg``, training (or resuming) it first if needed.
 
     With ``stop_after`` the run trains at most that many epochs and returns None if unfinished.
-    Data is loaded before anything is written, so a missing data set leaves the cache as it was.
+    Data is loaded before anything is written, so a missing data set leaves the cache as it was;
+    ``data`` (the full data set of ``cfg.dataset``, already loaded) skips the loading.
     """
     record = load_run(cfg, root)
     if record is not None:
@@ -109,9 +111,9 @@ def run(
     from dsr.models import input_shape
 
     for source in METHODS[cfg.method].dependencies(cfg):  # e.g. pruning's dense run
-        run(source, root, device=device, progress=progress)
+        run(source, root, device=device, progress=progress, data=data)
 
-    data = load(cfg.dataset, input_shape(cfg.model))
+    data = data if data is not None else load(cfg.dataset, input_shape(cfg.model))
     code_version()  # record the code as it is when training starts
     path = run_dir(cfg, root)
     path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,164 @@
+"""Build the book: execute every notebook with papermill, then render the HTML with Jupyter Book.
+
+The notebook sources (``notebooks/*.ipynb``) are committed without outputs. :func:`build`
+executes each of them at a profile (see :mod:`dsr.results`) into ``<out>/source/notebooks/``,
+copies the book's pages and configuration (``_config.yml``, ``_toc.yml``, ``book/``) beside
+them, and runs ``jupyter-book build -W`` (warnings are errors) on that folder. The executed
+notebooks and the HTML (``<out>/_build/html``) are build products, never committed.
+
+Every notebook is executed in a fresh ``python3`` kernel of the running interpreter's
+environment, with the project on ``PYTHONPATH``, so that the kernel imports this package.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dsr.data import PROJECT, data_root
+
+SOURCES = ("_config.yml", "_toc.yml", "_static", "book")
+# Parameter values a profile sets in every notebook that declares them; the smoke profile
+# keeps one sparsity so that each notebook trains its runs in seconds.
+PROFILE_PARAMETERS: dict[str, dict[str, str]] = {"smoke": {"sparsities": "0.9"}}
+
+
+class BookError(RuntimeError):
+    """A notebook that failed or a book that did not build, with a one-line reason."""
+
+
+def notebooks() -> list[Path]:
+    """The notebook sources, in the order of their number."""
+    return sorted((PROJECT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def has_mnist() -> bool:
+    return (data_root() / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exists()
+
+
+def parameters(notebook: Path, profile: str, runs_root: Path | None) -> dict[str, str]:
+    """The values to inject into ``notebook``: the profile, its parameter values and the run
+    cache, each only if the notebook declares it. Without MNIST the smoke profile uses the
+    ``synthetic`` data set (its runs are labelled so)."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    values = {"profile": profile, **PROFILE_PARAMETERS.get(profile, {})}
+    if runs_root is not None:
+        values["runs_root"] = str(runs_root)
+    if (
+        profile == "smoke"
+        and not has_mnist()
+        and declared.get("dataset", {}).get("default") == '"mnist"'
+    ):
+        values["dataset"] = "synthetic"
+    return {k: v for k, v in values.items() if k in declared}
+
+
+def kernel_environment() -> None:
+    """Make kernels started from here import this project with this environment's python,
+    and build matplotlib's font cache here, so that no notebook prints that it is building it."""
+    import matplotlib.font_manager  # noqa: F401  (builds the cache on first import)
+
+    path = os.environ.get("PYTHONPATH", "")
+    if str(PROJECT) not in path.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT), path) if p)
+    os.environ["JUPYTER_PREFER_ENV_PATH"] = "1"  # the venv's kernel spec before a user's
+
+
+def execute(notebook: Path, target: Path, values: dict[str, str], timeout: int | None) -> None:
+    """Execute one notebook into ``target`` with papermill.
+
+    Raises:
+        BookError: a cell raised; the message names the notebook and the error.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    kernel_environment()
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(target),
+            parameters=values,
+            kernel_name="python3",
+            cwd=str(PROJECT),
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
+    except PapermillExecutionError as e:
+        raise BookError(f"{notebook.name}: cell {e.exec_count}: {e.ename}: {e.evalue}") from None
+
+
+def stage(out: Path) -> Path:
+    """A fresh folder with the book's pages and configuration, for the executed notebooks."""
+    src = out / "source"
+    if src.exists():
+        shutil.rmtree(src)
+    (src / "notebooks").mkdir(parents=True)
+    for name in SOURCES:
+        path = PROJECT / name
+        if path.is_dir():
+            shutil.copytree(path, src / name)
+        else:
+            shutil.copy2(path, src / name)
+    return src
+
+
+def jupyter_book() -> str:
+    """The jupyter-book command of this environment."""
+    local = Path(sys.executable).parent / "jupyter-book"
+    found = str(local) if local.exists() else shutil.which("jupyter-book")
+    if found is None:
+        raise BookError("jupyter-book not found: install the book extra (pip install -e '.[book]')")
+    return found
+
+
+def render(src: Path, out: Path) -> Path:
+    """Run ``jupyter-book build -W`` on ``src``; return the HTML's index page.
+
+    Raises:
+        BookError: the build failed or warned (the last lines of its output say why).
+    """
+    cmd = [jupyter_book(), "build", str(src), "--path-output", str(out), "--all", "-W"]
+    cmd += ["--keep-going"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    (out / "jupyter-book.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "WARNING" in ln]
+        why = lines[0] if lines else (proc.stdout + proc.stderr).strip().splitlines()[-1]
+        raise BookError(f"jupyter-book build failed ({out / 'jupyter-book.log'}): {why}")
+    return out / "_build" / "html" / "index.html"
+
+
+def build(
+    profile: str = "default",
+    out: Path = PROJECT / "build" / "book",
+    runs_root: Path | None = None,
+    timeout: int | None = None,
+    log=print,
+) -> Path:
+    """Execute every notebook at ``profile`` and build the HTML book; return its index page.
+
+    Args:
+        profile: ``default`` (committed results, never trains), ``smoke``, ``cpu`` or ``paper``.
+        out: build folder (executed notebooks in ``source/``, HTML in ``_build/html``).
+        runs_root: the run cache for every notebook (default: ``$DSR_RUNS`` or ``data/runs``).
+        timeout: seconds a notebook cell may run (None: no limit).
+    """
+    from dsr.results import PROFILES
+
+    if profile not in PROFILES:
+        raise BookError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+    out = out.resolve()
+    src = stage(out)
+    for nb in notebooks():
+        start = time.perf_counter()
+        values = parameters(nb, profile, runs_root)
+        execute(nb, src / "notebooks" / nb.name, values, timeout)
+        log(f"executed {nb.name} ({time.perf_counter() - start:.0f} s) with {values}")
+    return render(src, out)

@@ -1,0 +1,162 @@
+"""Seaborn figures for the book's notebooks, drawn from the tables of :mod:`dsr.results`.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot, so a notebook
+shows it once, where the cell returns it. Our runs and the paper's numbers go in separate
+panels, each titled with its data set and budget: the two are never drawn as one series.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from dsr import results
+
+STYLE = "whitegrid"
+
+
+def palette(labels: list[str]) -> dict[str, tuple]:
+    """One colour per method label, the same in every panel of a figure."""
+    return dict(zip(labels, sns.color_palette("colorblind", len(labels))))
+
+
+def empty(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def points(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str, colours: dict) -> None:
+    """Mean ± sd per (x, hue) as connected points, every run as a small dot."""
+    order = sorted(df[x].unique())
+    hues = [h for h in colours if h in set(df[hue])]
+    kw = dict(data=df, x=x, y=y, hue=hue, order=order, hue_order=hues, palette=colours, ax=ax)
+    sns.pointplot(**kw, errorbar="sd", dodge=0.3, markers="o", capsize=0.1)
+    sns.stripplot(**kw, dodge=True, size=3, alpha=0.6, legend=False, jitter=False)
+
+
+def accuracy_vs_sparsity(st: results.Study) -> Figure:
+    """Test accuracy against sparsity: the paper's runs (left) and ours (right)."""
+    paper = results.paper_for(st.model, st.dataset)
+    paper = paper[paper.method.isin([m.partition(":")[0] for m in st.methods])]
+    ours = st.done()
+    ours = ours[ours.method != "dense"]
+    colours = palette(st.methods)
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(10, 4), layout="constrained")
+        left, right = fig.subplots(1, 2)
+    if paper.empty:
+        empty(left, f"no per-run numbers in the paper\nfor {st.model} / {st.dataset}")
+    else:
+        points(left, paper, "sparsity", "test_accuracy", "method", colours)
+        left.set_title(f"paper ({results.PAPER_DATASET.get(st.dataset)}, 5 runs per point)")
+    if ours.empty:
+        empty(right, "not run here")
+    else:
+        points(right, ours, "sparsity", "test_acc", "label", colours)
+        dense_line(right, st.done())
+        right.set_title(f"ours ({st.variant()}, {st.budget} budget, seeds {seed_text(st)})")
+    for ax in (left, right):
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel("test accuracy (%)")
+    return fig
+
+
+def dense_line(ax: Axes, done: pd.DataFrame) -> None:
+    dense = done[done.method == "dense"]
+    if len(dense):
+        ax.axhline(dense.test_acc.mean(), color="0.3", ls="--", lw=1, label="dense (mean)")
+        ax.legend(fontsize="small")
+
+
+def seed_text(st: results.Study) -> str:
+    return ",".join(str(s) for s in st.seeds)
+
+
+def accuracy_by_method(st: results.Study) -> Figure:
+    """Test accuracy of each method (our runs), one group of points per sparsity."""
+    done = st.done()
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(8, 4), layout="constrained")
+        ax = fig.subplots()
+    if done.empty:
+        empty(ax, "not run here")
+        return fig
+    colours = palette([m for m in st.methods if m in set(done.label)])
+    points(ax, done, "sparsity", "test_acc", "label", colours)
+    ax.set_title(f"ours ({st.variant()}, {st.budget} budget, seeds {seed_text(st)})")
+    ax.set_xlabel("sparsity")
+    ax.set_ylabel("test accuracy (%)")
+    return fig
+
+
+def cost(st: results.Study) -> Figure:
+    """Mask updates per epoch of each method (log scale), from the runs' logs."""
+    done = st.done().assign(per_epoch=lambda d: d.reallocations / d.epochs)
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(6, 3.5), layout="constrained")
+        ax = fig.subplots()
+    done = done[done.per_epoch > 0]
+    if done.empty:
+        empty(ax, "no mask updates logged")
+        return fig
+    colours = palette([m for m in st.methods if m in set(done.label)])
+    sns.barplot(done, x="label", y="per_epoch", hue="label", palette=colours, ax=ax)
+    ax.set_yscale("log")
+    ax.set_xlabel("method")
+    ax.set_ylabel("mask updates per epoch")
+    ax.set_title(f"{st.budget} budget, {st.variant()}")
+    return fig
+
+
+def density_over_training(over: pd.DataFrame, final: pd.DataFrame, title: str) -> Figure:
+    """Left: density of each sparse tensor over training; right: final density against size."""
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(10, 4), layout="constrained")
+        left, right = fig.subplots(1, 2)
+    if over.empty:
+        empty(left, "not run here")
+        empty(right, "not run here")
+        return fig
+    sns.lineplot(over, x="step", y="density", hue="tensor", ax=left, drawstyle="steps-post")
+    left.set_xlabel("optimizer step")
+    left.set_ylabel("fraction of weights active")
+    left.set_title(title)
+    sns.scatterplot(final, x="numel", y="final density", hue="tensor", s=80, ax=right)
+    right.set_xscale("log")
+    right.set_xlabel("tensor size (weights)")
+    right.set_ylabel("final fraction active")
+    right.set_title("end of training")
+    return fig
+
+
+def imagenet(table: pd.DataFrame) -> Figure:
+    """The paper's ResNet-50 top-1 accuracy per method and sparsity: checked rows (left) and
+    the UNVERIFIED ones (right), never in one panel."""
+    sparse = table[table.sparsity > 0]
+    colours = palette(list(dict.fromkeys(sparse.method)))
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(10, 4), layout="constrained")
+        axes = fig.subplots(1, 2, sharey=True)
+    for ax, mark, title in zip(
+        axes, ("yes", "UNVERIFIED"), ("checked (ICLR-2019 submission)", "UNVERIFIED (ICML-2019)")
+    ):
+        rows = sparse[sparse.checked == mark]
+        sns.pointplot(
+            rows, x="sparsity", y="top1", hue="method", palette=colours, ax=ax,
+            linestyle="none", dodge=0.4, markers="o",
+        )  # fmt: skip
+        ax.set_title(f"paper, {title}")
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def table(df: pd.DataFrame):
+    """A table for a page: no index column, floats in their shortest form, text uncut."""
+    return df.style.hide(axis="index").format(
+        lambda v: f"{v:g}" if isinstance(v, float) else v, na_rep="-"
+    )

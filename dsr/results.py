@@ -1,0 +1,684 @@
+"""Tables for the book: our runs from the run cache beside the paper's published numbers.
+
+Data flows one way: a :class:`Study` names the runs of one claim (methods x sparsities x
+seeds of one protocol at one budget), :func:`study` finds them in the run cache (training the
+missing ones only where the profile allows it), and the functions below turn the stored results
+into tables (mean ± std over seeds), verdicts and provenance rows. Nothing here types a number:
+every value comes from a run's ``summary.json`` / logs or from ``data/paper/``.
+
+Profiles (the notebooks' ``profile`` parameter):
+
+* ``default``: the paper's protocol, read from the committed run cache; never trains. A run that
+  is not there is shown as "not run" (the paper's budget takes hours per run on a CPU).
+* ``smoke``, ``cpu``, ``paper``: that budget of :data:`dsr.config.BUDGETS`; runs missing from the
+  cache are trained first, in this process.
+
+Methods are named as in :data:`dsr.methods.METHODS`, optionally with a variant,
+``name:value``, which sets the method's variant field (:data:`VARIANT_FIELDS`), e.g.
+``static_replica:source``. A method that this version of the package does not have is reported
+as "not available" and skipped.
+
+Paper numbers: ``data/paper/dsr_paper_runs.csv`` (per run) and ``dsr_paper_imagenet.csv``, with
+their source in ``data/paper/README.md``. Results on ``cifar10-jpeg`` are compared with the
+paper's CIFAR-10 numbers only side by side, labelled, never as a difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dsr.config import PROTOCOLS, ConfigError, RunConfig, preset
+from dsr.data import PROJECT
+
+PAPER_DIR = PROJECT / "data" / "paper"
+PROFILES = ("default", "smoke", "cpu", "paper")
+# Notebook parameters that are not RunConfig fields (checked by tests/test_notebooks.py).
+NOTEBOOK_ONLY = {
+    "profile": "default | smoke | cpu | paper (see the module docstring)",
+    "methods": "comma-separated method names, optionally name:variant",
+    "sparsities": "comma-separated sparsities",
+    "seeds": "comma-separated seeds",
+    "runs_root": "run cache folder; empty: $DSR_RUNS or data/runs",
+}
+# The field a method's ``name:value`` variant sets.
+VARIANT_FIELDS = {
+    "static_replica": "replica_init",
+    "thin_dense": "thin_match",
+    "set": "set_variant",
+    "deepr": "deepr_sign_reference",
+}
+# Paper names -> registry names (data/paper uses the paper's names).
+PAPER_MODELS = {"lenet-300-100": "lenet300", "wrn-28-2": "wrn28_2", "resnet-50": "resnet50"}
+PAPER_METHODS = {"compressed": "pruning"}
+# The paper's data set that a data variant of ours stands in for.
+PAPER_DATASET = {"mnist": "mnist", "cifar10": "cifar10", "cifar10-jpeg": "cifar10"}
+MODEL_NAMES = {"lenet300": "LeNet-300-100", "wrn28_2": "WRN-28-2", "resnet50": "ResNet-50"}
+
+
+class ResultsError(ValueError):
+    """Results that cannot be put in one table, with a one-line reason."""
+
+
+# --- planning and collecting runs ------------------------------------------------------------
+
+
+def protocol_for(model: str) -> str:
+    """The protocol (:data:`dsr.config.PROTOCOLS`) whose model is ``model``."""
+    for name, proto in PROTOCOLS.items():
+        if proto["model"] == model:
+            return name
+    raise ConfigError(f"no protocol for model {model!r} (known: {', '.join(PROTOCOLS)})")
+
+
+def budget_of(profile: str) -> str:
+    """The budget a profile runs at: ``default`` reads the paper-budget runs."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+    return "paper" if profile == "default" else profile
+
+
+def split(text: str, kind: type = str) -> list:
+    """``"0.9, 0.99"`` -> ``[0.9, 0.99]``."""
+    try:
+        return [kind(x.strip()) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"cannot read {text!r} as a list of {kind.__name__}") from None
+
+
+def method_config(base: dict[str, Any], spec: str, sparsity: float, seed: int) -> RunConfig:
+    """The config of method ``spec`` (``name`` or ``name:variant``) in a study.
+
+    Raises:
+        ConfigError: the method or its variant field is not in this version of the package.
+    """
+    from dsr.methods import METHODS
+
+    name, _, variant = spec.partition(":")
+    if name not in METHODS:
+        raise ConfigError(f"method {name!r} is not available in this version of dsr")
+    overrides: dict[str, Any] = dict(method=name, sparsity=0.0 if name == "dense" else sparsity)
+    if variant:
+        if name not in VARIANT_FIELDS:
+            raise ConfigError(f"method {name!r} has no variants")
+        overrides[VARIANT_FIELDS[name]] = variant
+    return preset(base["protocol"], base["budget"], **base["fields"], **overrides, seed=seed)
+
+
+@dataclass
+class Study:
+    """The runs of one claim: one protocol at one budget, methods x sparsities x seeds."""
+
+    profile: str
+    model: str
+    dataset: str
+    methods: list[str]
+    sparsities: list[float]
+    seeds: list[int]
+    root: Path | None = None
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per planned run
+
+    @property
+    def protocol(self) -> str:
+        return protocol_for(self.model)
+
+    @property
+    def budget(self) -> str:
+        return budget_of(self.profile)
+
+    @property
+    def trains(self) -> bool:
+        return self.profile != "default"
+
+    def base(self) -> dict[str, Any]:
+        """Arguments of :func:`dsr.config.preset` shared by every run of the study."""
+        fields_ = (
+            {} if self.dataset == PROTOCOLS[self.protocol]["dataset"] else {"dataset": self.dataset}
+        )
+        return {"protocol": self.protocol, "budget": self.budget, "fields": fields_}
+
+    def plan(self) -> list[tuple[str, float, int, RunConfig | str]]:
+        """(method spec, sparsity, seed, config or the reason it cannot run), dense once."""
+        out = []
+        for spec in self.methods:
+            for s in [0.0] if spec == "dense" else self.sparsities:
+                for seed in self.seeds:
+                    try:
+                        cfg: RunConfig | str = method_config(self.base(), spec, s, seed)
+                    except ConfigError as e:
+                        cfg = str(e)
+                    out.append((spec, s, seed, cfg))
+        return out
+
+    def record(self, label: str, sparsity: float, seed: int):
+        """The RunRecord of one finished run of the study, or None."""
+        from dsr.runs import load_run
+
+        rows = self.done()
+        hit = rows[(rows.label == label) & (rows.sparsity == sparsity) & (rows.seed == seed)]
+        if hit.empty:
+            return None
+        cfg = method_config(self.base(), label, sparsity, seed)
+        return load_run(cfg, self.root)
+
+    def done(self) -> pd.DataFrame:
+        return self.runs[self.runs.status == "done"]
+
+    def variant(self) -> str:
+        """The one data variant of the finished runs (the config's data set if none)."""
+        variants = sorted(set(self.done().data_variant))
+        if len(variants) > 1:
+            raise ResultsError(
+                f"cannot mix data variants {' and '.join(variants)} in one comparison"
+            )
+        return variants[0] if variants else self.dataset
+
+
+RUN_COLUMNS = [
+    "label", "method", "sparsity", "seed", "status", "test_acc", "best_test_acc", "data_variant",
+    "hash", "epochs", "wall_seconds", "reallocations", "code_commit", "code_dirty", "device",
+    "torch", "data_checksum", "finished", "reason",
+]  # fmt: skip
+
+
+def run_row(
+    spec: str, sparsity: float, seed: int, cfg: RunConfig | str, root, loaded: dict | None
+) -> dict:
+    """One row of a study's run table: a finished run's results, or why there are none.
+
+    With ``loaded`` (a dict that keeps data sets between calls) a missing run is trained;
+    without it, it is reported as "not run".
+    """
+    from dsr.runs import load_run, run, run_dir
+
+    row = dict(label=spec, method=spec.partition(":")[0], sparsity=sparsity, seed=seed)
+    if isinstance(cfg, str):
+        return {**row, "status": "not available", "reason": cfg}
+    record = load_run(cfg, root)
+    if record is None and loaded is not None:
+        record = run(cfg, root, progress=False, data=data_for(cfg, loaded))
+    if record is None:
+        failed = (run_dir(cfg, root) / "failed.json").exists()
+        return {**row, "status": "failed" if failed else "not run", "hash": cfg.hash}
+    s = record.summary
+    return {
+        **row,
+        "status": "done",
+        "test_acc": s["final_test_acc"],
+        "best_test_acc": s["best_test_acc"],
+        "epochs": cfg.epochs,
+        "reallocations": s["reallocations"],
+        **{k: s.get(k) for k in ("data_variant", "hash", "wall_seconds", "code_commit")},
+        **{k: s.get(k) for k in ("code_dirty", "device", "torch", "data_checksum", "finished")},
+    }
+
+
+def data_for(cfg: RunConfig, loaded: dict):
+    """The data set of ``cfg``, loaded once per (data set, input shape) and kept in ``loaded``."""
+    from dsr.data import load
+    from dsr.models import input_shape
+
+    key = (cfg.dataset, input_shape(cfg.model))
+    if key not in loaded:
+        loaded[key] = load(*key)
+    return loaded[key]
+
+
+def study(
+    profile: str,
+    model: str,
+    dataset: str,
+    methods: str,
+    sparsities: str,
+    seeds: str,
+    runs_root: str = "",
+) -> Study:
+    """Find (or, outside the ``default`` profile, train) every run of a claim.
+
+    Args:
+        profile: ``default`` (committed results, never trains), ``smoke``, ``cpu`` or ``paper``.
+        model, dataset: registry names; the protocol is the one of ``model``.
+        methods, sparsities, seeds: comma-separated lists (see the module docstring).
+        runs_root: the run cache; empty: ``$DSR_RUNS`` or ``data/runs``.
+    """
+    st = Study(
+        profile,
+        model,
+        dataset,
+        split(methods),
+        split(sparsities, float),
+        split(seeds, int),
+        Path(runs_root) if runs_root else None,
+    )
+    loaded: dict | None = {} if st.trains else None
+    rows = [run_row(*p, st.root, loaded) for p in st.plan()]
+    st.runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    return st
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def mean_std(values: pd.Series, digits: int = 2) -> str:
+    """``"97.91 ± 0.05"``; a single value has no std; no value is "not run"."""
+    if len(values) == 0:
+        return "not run"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f} (1 run)"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def summarize(st: Study) -> pd.DataFrame:
+    """Mean ± std of the final test accuracy over seeds, one row per (method, sparsity).
+
+    Raises:
+        ResultsError: the finished runs are on more than one data variant.
+    """
+    st.variant()
+    rows = []
+    for (label, s), g in st.runs.groupby(["label", "sparsity"], sort=False):
+        done = g[g.status == "done"]
+        rows.append(
+            {
+                "method": label,
+                "sparsity": s,
+                "seeds": ",".join(str(x) for x in done.seed),
+                "runs": len(done),
+                "mean": done.test_acc.mean() if len(done) else float("nan"),
+                "std": done.test_acc.std(ddof=1) if len(done) > 1 else float("nan"),
+                "accuracy": mean_std(done.test_acc),
+                "status": "done" if len(done) == len(g) else sorted(set(g.status) - {"done"})[0],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def paper_runs(file: str = "dsr_paper_runs.csv") -> pd.DataFrame:
+    """The paper's per-run numbers with registry names (``method``, ``model``) beside the
+    paper's own (``paper_method``, ``paper_model``)."""
+    df = pd.read_csv(PAPER_DIR / file)
+    df["paper_model"], df["paper_method"] = df.model, df.method
+    df["model"] = df.model.map(lambda m: PAPER_MODELS.get(m, m))
+    df["method"] = df.method.map(lambda m: PAPER_METHODS.get(m, m))
+    return df
+
+
+def paper_for(model: str, dataset: str) -> pd.DataFrame:
+    """The paper's per-run accuracies for a model and (our) data set; empty if it has none."""
+    df = paper_runs()
+    return df[(df.model == model) & (df.dataset == PAPER_DATASET.get(dataset, dataset))]
+
+
+def versus_paper(st: Study) -> pd.DataFrame:
+    """Our runs beside the paper's, per (method, sparsity): per-run values, mean ± std, and the
+    difference of the means where both the data and the budget are the paper's (never for
+    ``cifar10-jpeg`` or a shortened budget)."""
+    ours = summarize(st)
+    variant = st.variant()
+    paper = paper_for(st.model, st.dataset)
+    theirs = f"paper ({PAPER_DATASET.get(st.dataset, st.dataset)})"
+    same = variant == PAPER_DATASET.get(variant) and st.budget == "paper"
+    yours = f"ours ({variant}, {st.budget} budget)"
+    rows = []
+    for _, r in ours.iterrows():
+        p = paper[(paper.method == r.method) & (paper.sparsity.round(4) == round(r.sparsity, 4))]
+        mine = st.done()
+        mine = mine[(mine.label == r.method) & (mine.sparsity == r.sparsity)]
+        row = {
+            "method": r.method,
+            "sparsity": r.sparsity,
+            f"{theirs}: runs": ", ".join(f"{v:.2f}" for v in p.test_accuracy) or "-",
+            f"{theirs}: mean ± std": mean_std(p.test_accuracy) if len(p) else "-",
+            "our seeds": r.seeds or "-",
+            f"{yours}: runs": ", ".join(f"{v:.2f}" for v in mine.test_acc) or r.status,
+            f"{yours}: mean ± std": r.accuracy if r.runs else r.status,
+        }
+        if same:
+            diff = r["mean"] - p.test_accuracy.mean() if len(p) and r.runs else float("nan")
+            row["ours - paper"] = "-" if pd.isna(diff) else f"{diff:+.2f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- verdicts --------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    """A claim's verdict computed from our means, with the comparisons it rests on."""
+
+    label: str
+    detail: str
+    pairs: pd.DataFrame
+
+
+def qualifier(st: Study) -> str:
+    """How the runs differ from the paper's setting, e.g. " (smoke budget, cifar10-jpeg)"."""
+    notes = [] if st.budget == "paper" else [f"{st.budget} budget"]
+    variant = st.variant()
+    if variant != PAPER_DATASET.get(variant):
+        notes.append(f"on {variant}")
+    return f" ({', '.join(notes)})" if notes else ""
+
+
+def outcome(diff: float, spread: float) -> str:
+    if diff > spread:
+        return "better"
+    return "worse" if diff < -spread else "within seed spread"
+
+
+def verdict_beats(st: Study, winner: str, losers: list[str]) -> Verdict:
+    """Does ``winner`` reach a higher mean accuracy than each of ``losers`` at every sparsity?
+
+    A comparison counts as "better" when the difference of the means exceeds the larger of the
+    two standard deviations over seeds (0 for a single run); the verdict is "reproduced" when
+    every comparison made is better, "not reproduced" when none is, "partly reproduced"
+    otherwise, and "not run here" when no comparison could be made.
+    """
+    ours = summarize(st).set_index(["method", "sparsity"])
+    rows = []
+    for s in st.sparsities:
+        for loser in losers:
+            if (winner, s) not in ours.index or (loser, s) not in ours.index:
+                continue
+            w, lo = ours.loc[(winner, s)], ours.loc[(loser, s)]
+            if not (w.runs and lo.runs):
+                continue
+            diff, spread = w["mean"] - lo["mean"], max(w["std"], lo["std"], 0.0)
+            spread = 0.0 if pd.isna(spread) else spread
+            rows.append(
+                dict(
+                    sparsity=s,
+                    versus=loser,
+                    difference=round(diff, 3),
+                    outcome=outcome(diff, spread),
+                )
+            )
+    pairs = pd.DataFrame(rows, columns=["sparsity", "versus", "difference", "outcome"])
+    return Verdict(*label_pairs(pairs, st, f"{winner} above {', '.join(losers)}"), pairs)
+
+
+def label_pairs(pairs: pd.DataFrame, st: Study, what: str) -> tuple[str, str]:
+    if pairs.empty:
+        return "not run here", f"no finished runs to compare ({what})"
+    better = int((pairs.outcome == "better").sum())
+    label = (
+        "reproduced"
+        if better == len(pairs)
+        else "not reproduced"
+        if better == 0
+        else "partly reproduced"
+    )
+    return label + qualifier(st), f"{what}: {better} of {len(pairs)} comparisons beyond seed spread"
+
+
+# --- budget and provenance -------------------------------------------------------------------
+
+
+def budget_text(st: Study) -> str:
+    """The budget run, and how its config differs from the paper's protocol (computed)."""
+    paper = preset(st.protocol, "paper").to_dict()
+    ran = preset(st.protocol, st.budget, **st.base()["fields"]).to_dict()
+
+    def show(key: str, value: Any) -> str:
+        return "all" if key.endswith("_subset") and value == 0 else str(value)
+
+    diffs = [
+        f"{k} {show(k, ran[k])} (paper: {show(k, paper[k])})"
+        for k in ran
+        if ran[k] != paper[k] and k not in ("method", "sparsity", "seed")
+    ]
+    seeds = f"seeds {','.join(str(s) for s in st.seeds)} (the paper: 5 runs per cell)"
+    head = f"{MODEL_NAMES.get(st.model, st.model)} / {st.dataset}, {st.budget} budget, {seeds}"
+    return head + ("; differs from the paper in " + "; ".join(diffs) if diffs else "")
+
+
+def provenance(st: Study) -> pd.DataFrame:
+    """One row per finished run: what produced it (config hash, seed, code, data, device)."""
+    cols = ["label", "sparsity", "seed", "hash", "code_commit", "code_dirty", "data_variant"]
+    cols += ["data_checksum", "device", "torch", "finished"]
+    df = st.done()[cols].copy()
+    df["code_commit"] = [
+        f"{c[:10]}{' (modified)' if d else ''}" for c, d in zip(df.code_commit, df.code_dirty)
+    ]
+    return df.drop(columns="code_dirty").rename(columns={"label": "method"}).reset_index(drop=True)
+
+
+def status_table(st: Study) -> pd.DataFrame:
+    """Runs that are not finished, with the reason (not available, not run, failed)."""
+    rows = st.runs[st.runs.status != "done"]
+    return rows[["label", "sparsity", "seed", "status", "reason"]].fillna("").reset_index(drop=True)
+
+
+def publish(values: dict[str, Any]) -> None:
+    """Glue each value for the book's text (``{glue:text}`key```), without displaying it.
+
+    A string is stored as its repr, which myst-nb's ``glue:text`` role turns back into the
+    exact string."""
+    from myst_nb import glue
+
+    for key, value in values.items():
+        glue(key, value, display=False)
+
+
+def headline(means: pd.DataFrame, a: str, b: str, sparsity: float, unit: str) -> str:
+    """``"dsr 97.95 ± 0.05 vs static 97.10 ± 0.10 at s = 0.99"`` from a table with columns
+    method, sparsity, accuracy (mean ± std text) and runs; "-" if either is missing."""
+    cells = {}
+    for m in (a, b):
+        hit = means[(means.method == m) & (means.sparsity.round(4) == round(sparsity, 4))]
+        if hit.empty or not hit.runs.iloc[0]:
+            return "-"
+        cells[m] = hit.accuracy.iloc[0]
+    return f"{a} {cells[a]} vs {b} {cells[b]} at s = {sparsity:g} ({unit})"
+
+
+def paper_means(model: str, dataset: str) -> pd.DataFrame:
+    """The paper's mean ± std per (method, sparsity), in the layout of :func:`summarize`."""
+    rows = [
+        {"method": m, "sparsity": s, "runs": len(g), "accuracy": mean_std(g.test_accuracy)}
+        for (m, s), g in paper_for(model, dataset).groupby(["method", "sparsity"])
+    ]
+    return pd.DataFrame(rows, columns=["method", "sparsity", "runs", "accuracy"])
+
+
+def summary_row(
+    st: Study, verdict: Verdict, a: str, b: str, paper: tuple[str, str] | None = None
+) -> dict[str, str]:
+    """The claim's row of the book's summary table: the paper's and our means of ``a`` and
+    ``b`` at the study's highest sparsity, the budget run, and the verdict.
+
+    ``paper`` (model, data set) names the setting of the paper's numbers when it is not the
+    study's (the paper compared some methods on one network only); then the paper's highest
+    sparsity is shown."""
+    s = max(st.sparsities)
+    model, dataset = paper or (st.model, st.dataset)
+    means = paper_means(model, dataset)
+    s_paper = s if paper is None or (means.sparsity == s).any() else means.sparsity.max()
+    where = "" if paper is None else f"{MODEL_NAMES.get(model, model)} / {dataset}, "
+    theirs = headline(means, a, b, s_paper, f"{where}5 runs each")
+    variant = st.variant()
+    ours = headline(summarize(st), a, b, s, f"{variant}, seeds {','.join(map(str, st.seeds))}")
+    name = MODEL_NAMES.get(st.model, st.model)
+    return {
+        "summary_paper": theirs if theirs != "-" else f"no per-run numbers for {name}",
+        "summary_ours": ours if ours != "-" else "not run here",
+        "summary_budget": f"{name} / {variant}, {st.budget} budget",
+        "summary_verdict": verdict.label,
+    }
+
+
+def cost_table(st: Study) -> pd.DataFrame:
+    """Reallocation cost per method: mask updates per epoch (exact, from the logs) and wall
+    seconds per epoch (measured on whatever machine ran the run; noisy on a shared CPU)."""
+    done = st.done()
+    rows = []
+    for label, g in done.groupby("label", sort=False):
+        per_epoch = g.wall_seconds / g.epochs
+        rows.append(
+            {
+                "method": label,
+                "runs": len(g),
+                "mask updates per epoch": f"{(g.reallocations / g.epochs).mean():.1f}",
+                "seconds per epoch": mean_std(per_epoch),
+                "device": ", ".join(sorted(set(g.device))),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# --- where the parameters go (reallocation logs) ---------------------------------------------
+
+
+def density_over_training(record) -> pd.DataFrame:
+    """Density of every sparse tensor after every reallocation, from ``reallocations.jsonl``,
+    with the initial density (before the first reallocation, derived from that event's
+    pruned and grown counts) at step 0. Columns: step, epoch, tensor, depth, numel, active,
+    density."""
+    columns = ["step", "epoch", "tensor", "depth", "numel", "active", "density"]
+    if record is None:
+        return pd.DataFrame(columns=columns)
+    tensors = record.summary["density"]["tensors"]
+    events = record.reallocations()
+    rows = []
+    if events:
+        first = events[0]
+        start = [
+            a + p - g
+            for a, p, g in zip(
+                first["active"], first["pruned_per_tensor"], first["grown_per_tensor"]
+            )
+        ]
+        rows += tensor_rows(0, 0, start, tensors)
+    for e in events:
+        rows += tensor_rows(e["step"], e["epoch"], e["active"], tensors)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def tensor_rows(step: int, epoch: int, active: list[int], tensors: list[dict]) -> list[dict]:
+    return [
+        dict(step=step, epoch=epoch, tensor=t["name"], depth=i, numel=t["numel"], active=a,
+             density=a / t["numel"])
+        for i, (t, a) in enumerate(zip(tensors, active))
+    ]  # fmt: skip
+
+
+def final_density(record) -> pd.DataFrame:
+    """Per sparse tensor: shape, size, and its density at the start and at the end."""
+    columns = ["tensor", "depth", "shape", "numel", "active", "initial density", "final density"]
+    if record is None:
+        return pd.DataFrame(columns=columns)
+    over = density_over_training(record)
+    final = pd.DataFrame(record.summary["density"]["tensors"])
+    start = over[over.step == 0].set_index("tensor").density if len(over) else None
+    final["initial density"] = final.name.map(start) if start is not None else float("nan")
+    final["depth"] = range(len(final))
+    final["shape"] = final["shape"].map(lambda s: " x ".join(map(str, s)))
+    return final.rename(columns={"name": "tensor", "density": "final density"})[columns]
+
+
+def verdict_larger_sparser(final: pd.DataFrame, st: Study) -> Verdict:
+    """Do larger tensors end sparser? Spearman rank correlation of size and final density:
+    -1 "reproduced", negative "partly reproduced", otherwise "not reproduced"."""
+    if len(final) < 2:
+        return Verdict("not run here", "no finished run to read", final)
+    rho = final.numel.corr(final["final density"], method="spearman")
+    depth = final.depth.corr(final["final density"], method="spearman")
+    label = (
+        "reproduced" if rho <= -1 + 1e-9 else "partly reproduced" if rho < 0 else "not reproduced"
+    )
+    detail = (
+        f"Spearman correlation of tensor size and final density {rho:+.2f}; "
+        f"of depth and final density {depth:+.2f}"
+    )
+    return Verdict(label + qualifier(st), detail, final)
+
+
+# --- ResNet-50 / ImageNet ----------------------------------------------------------------------
+
+
+def imagenet_table() -> pd.DataFrame:
+    """The paper's ResNet-50 / ImageNet table with each row's version and how it was checked;
+    rows marked UNVERIFIED in ``data/paper/README.md`` keep that mark in a column of their own."""
+    df = paper_runs("dsr_paper_imagenet.csv")
+    df["checked"] = df.source_check.map(lambda s: "UNVERIFIED" if "UNVERIFIED" in s else "yes")
+    cols = ["method", "sparsity", "params", "top1", "top5", "paper_version", "checked"]
+    out = df[cols].rename(columns={"paper_version": "version"})
+    for col in ("params", "top5"):  # not every row has them
+        out[col] = out[col].astype(object).where(out[col].notna(), "-")
+    return out
+
+
+def cluster_commands(model: str, methods: str, sparsities: str, seeds: str, gpus: int) -> str:
+    """The shell commands that train a model's runs at the paper's budget, one per run, each
+    on ``gpus`` GPUs of one node with torchrun; a comment line if the package lacks the model."""
+    if not model_available(model):
+        return f"# {model} is not in this version of dsr.models: no command to give yet"
+    protocol = protocol_for(model)
+    lines = [
+        f"torchrun --nproc_per_node={gpus} -m dsr train --protocol {protocol} --budget paper "
+        f"--method {m} --sparsity {0.0 if m == 'dense' else s:g} --seed {seed} --device cuda"
+        for m in split(methods)
+        for s in ([0.0] if m == "dense" else split(sparsities, float))
+        for seed in split(seeds, int)
+    ]
+    return "\n".join(lines)
+
+
+def imagenet_summary(table: pd.DataFrame, st: Study) -> dict[str, str]:
+    """Notebook 5's row of the summary table, from the verified rows of the paper's table
+    only (the ICLR-2019 submission's Table 2), at the study's highest sparsity."""
+    s = max(st.sparsities)
+    ok = table[(table.checked == "yes") & (table.sparsity == s)].set_index("method")
+    paper = f"dsr {ok.top1['dsr']} vs static {ok.top1['static']} top-1 at s = {s:g} (one run each)"
+    done = st.done()
+    ours = summarize(st) if len(done) else None
+    return {
+        "summary_paper": paper,
+        "summary_ours": headline(ours, "dsr", "static", s, st.variant())
+        if ours is not None
+        else "not run here",
+        "summary_budget": f"ResNet-50 / {st.dataset}: "
+        + ("not run here" if ours is None else f"{st.budget} budget"),
+        "summary_verdict": "not run here"
+        if ours is None
+        else verdict_beats(st, "dsr", ["static"]).label,
+    }
+
+
+def paper_pivot(model: str, dataset: str) -> pd.DataFrame:
+    """The paper's mean ± std over its 5 runs, sparsity by method."""
+    means = paper_means(model, dataset)
+    wide = means.pivot(index="sparsity", columns="method", values="accuracy").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def wall_time(st: Study, label: str) -> str:
+    """Wall time per run of one method, e.g. ``"1520 ± 31 s per run (2 runs, cpu ...)"``."""
+    g = st.done()
+    g = g[g.label == label]
+    if g.empty:
+        return "not run here"
+    return f"{mean_std(g.wall_seconds, 0)} s per run on {', '.join(sorted(set(g.device)))}"
+
+
+def model_available(model: str) -> bool:
+    """Whether this version of the package has the model and a protocol for it."""
+    from dsr.models import MODELS
+
+    return model in MODELS and any(p["model"] == model for p in PROTOCOLS.values())
+
+
+def density_summary(st: Study, verdict: Verdict) -> dict[str, str]:
+    """Notebook 4's row of the summary table."""
+    return {
+        "summary_paper": "larger and deeper WRN-28-2 tensors end sparser (figure, paraphrased)",
+        "summary_ours": verdict.detail,
+        "summary_budget": f"{MODEL_NAMES.get(st.model, st.model)} / {st.variant()}, "
+        f"{st.budget} budget, seed {','.join(map(str, st.seeds))}",
+        "summary_verdict": verdict.label,
+    }

@@ -1,0 +1,108 @@
+"""The book end to end: every notebook executed at the smoke profile into a temporary folder
+with a fresh run cache, then built by jupyter-book with warnings as errors.
+
+The build runs once for this module (minutes: a kernel per notebook, the smoke runs, Sphinx);
+``pytest -k "not book"`` leaves it out while working on something else.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from dsr.book import build, notebooks
+from dsr.data import PROJECT
+
+SUMMARY_KEYS = ("summary_paper", "summary_ours", "summary_budget", "summary_verdict")
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory) -> dict:
+    """Build the book at the smoke profile; fails (BookError) on any notebook error or warning."""
+    tmp = tmp_path_factory.mktemp("book")
+    start = time.time()
+    index = build("smoke", tmp / "out", runs_root=tmp / "runs", timeout=1200, log=lambda _: None)
+    return {"index": index, "out": tmp / "out", "runs": tmp / "runs", "start": start}
+
+
+def executed(book: dict, name: str) -> nbformat.NotebookNode:
+    return nbformat.read(book["out"] / "source" / "notebooks" / name, as_version=4)
+
+
+def glued(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """The values a notebook glued, by key (the strings their text/plain holds)."""
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                out[name] = ast.literal_eval(o["data"]["text/plain"])
+    return out
+
+
+def test_every_page_of_the_toc_is_rendered(book):
+    """Each file of _toc.yml has its HTML page in the build."""
+    toc = yaml.safe_load((PROJECT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for p in toc["parts"] for c in p["chapters"]]
+    html = book["index"].parent
+    assert [f for f in files if not (html / f"{f}.html").exists()] == []
+
+
+@pytest.mark.parametrize("name", [nb.name for nb in notebooks()])
+def test_notebook_ran_at_the_smoke_profile_without_errors(book, name):
+    """The executed copy carries the injected profile and no error output."""
+    nb = executed(book, name)
+    assert nb.metadata.papermill.parameters["profile"] == "smoke"
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors == []
+
+
+@pytest.mark.parametrize("name", [nb.name for nb in notebooks()])
+def test_notebook_prints_nothing_to_stderr(book, name):
+    """No warning or message on stderr reaches a page of the book."""
+    nb = executed(book, name)
+    streams = [o.text for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert streams == []
+
+
+@pytest.mark.parametrize("name", [nb.name for nb in notebooks()])
+def test_every_claim_glues_its_summary_row(book, name):
+    """Each notebook glues the four non-empty cells of its row of the summary table."""
+    values = glued(executed(book, name))
+    assert [k for k in SUMMARY_KEYS if not values.get(k)] == []
+
+
+def test_summary_table_shows_every_claims_verdict(book):
+    """The introduction's table holds each notebook's glued verdict and budget."""
+    intro = (book["index"].parent / "book" / "intro.html").read_text()
+    for nb in notebooks():
+        values = glued(executed(book, nb.name))
+        assert values["summary_verdict"] in intro
+        assert values["summary_budget"] in intro
+
+
+def test_dynamic_vs_static_ran_and_says_its_budget(book):
+    """Claim 1 trained its smoke runs: its verdict is computed and names the smoke budget."""
+    verdict = glued(executed(book, "01_dynamic_vs_static.ipynb"))["summary_verdict"]
+    assert verdict.endswith("reproduced (smoke budget)")
+
+
+@pytest.mark.parametrize("name", [nb.stem for nb in notebooks()])
+def test_claim_page_shows_a_figure(book, name):
+    """Each claim page embeds at least one PNG figure that exists in the build."""
+    page = book["index"].parent / "notebooks" / f"{name}.html"
+    sources = re.findall(r'<img[^>]+src="([^"]+\.png)"', page.read_text())
+    assert sources and all((page.parent / s).exists() for s in sources)
+
+
+def test_smoke_runs_are_fresh(book):
+    """Every run the notebooks read was trained by this build, into the temporary cache."""
+    summaries = list(Path(book["runs"]).glob("*/summary.json"))
+    assert summaries
+    assert min(p.stat().st_mtime for p in summaries) >= book["start"]

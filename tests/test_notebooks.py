@@ -1,0 +1,61 @@
+"""The notebook sources: parameters that match the run config, no outputs, all in the book."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import fields
+
+import nbformat
+import papermill
+import pytest
+import yaml
+
+from dsr.book import notebooks
+from dsr.config import RunConfig
+from dsr.data import PROJECT
+from dsr.results import NOTEBOOK_ONLY
+
+NOTEBOOKS = notebooks()
+
+
+def test_there_is_one_notebook_per_claim():
+    """Five claims, five numbered notebooks."""
+    assert [nb.name[:3] for nb in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_are_config_fields_or_documented(path):
+    """Every parameter is a RunConfig field or one of the documented notebook-only names."""
+    names = set(papermill.inspect_notebook(str(path)))
+    allowed = {f.name for f in fields(RunConfig)} | set(NOTEBOOK_ONLY)
+    assert names - allowed == set()
+    assert "profile" in names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_holds_only_flat_literals(path):
+    """Exactly one cell is tagged `parameters`, and it assigns only str / int / float literals."""
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1
+    for stmt in ast.parse(cells[0].source).body:
+        assert isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name)
+        assert isinstance(stmt.value, ast.Constant)
+        assert type(stmt.value.value) in (str, int, float)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_sources_are_committed_without_outputs(path):
+    """No code cell of a source notebook holds outputs or an execution count."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.outputs for c in code] == [[] for _ in code]
+    assert {c.execution_count for c in code} == {None}
+
+
+def test_every_notebook_is_in_the_table_of_contents():
+    """The book's _toc.yml lists exactly the notebooks of notebooks/."""
+    toc = yaml.safe_load((PROJECT / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    listed = sorted(f for f in files if f.startswith("notebooks/"))
+    assert listed == [f"notebooks/{nb.stem}" for nb in NOTEBOOKS]

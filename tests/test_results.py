@@ -1,0 +1,148 @@
+"""dsr.results: tables from the run cache and from data/paper, verdicts, provenance."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dsr import results
+from dsr.results import RUN_COLUMNS, ResultsError, Study
+
+
+def fake(rows: list[tuple], profile: str = "default") -> Study:
+    """A study of LeNet / MNIST whose run table is ``rows`` of (label, sparsity, seed, acc,
+    variant); no run cache involved."""
+    st = Study(profile, "lenet300", "mnist", [], sorted({r[1] for r in rows}), [0, 1])
+    st.methods = list(dict.fromkeys(r[0] for r in rows))
+    table = [
+        dict(label=lab, method=lab, sparsity=s, seed=seed, status="done", test_acc=acc,
+             data_variant=var, epochs=100, wall_seconds=10.0, reallocations=5)
+        for lab, s, seed, acc, var in rows
+    ]  # fmt: skip
+    st.runs = pd.DataFrame(table, columns=RUN_COLUMNS)
+    return st
+
+
+def test_summary_is_mean_and_sample_std_over_seeds():
+    """summarize() gives the mean and the sample standard deviation (ddof 1) per cell."""
+    st = fake([("dsr", 0.9, 0, 98.0, "mnist"), ("dsr", 0.9, 1, 98.4, "mnist")])
+    row = results.summarize(st).iloc[0]
+    assert (row.runs, row.seeds, round(row["mean"], 6)) == (2, "0,1", 98.2)
+    assert row["std"] == pytest.approx(0.2828427, abs=1e-6)
+    assert row.accuracy == "98.20 ± 0.28"
+
+
+def test_mixing_data_variants_is_refused_in_one_line():
+    """Runs on two data variants cannot be summarised together: a one-line ResultsError."""
+    st = fake([("dsr", 0.9, 0, 98.0, "mnist"), ("dsr", 0.9, 1, 60.0, "synthetic")])
+    with pytest.raises(ResultsError, match="^cannot mix data variants mnist and synthetic") as e:
+        results.summarize(st)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "static, label",
+    [
+        ((97.0, 97.1), "reproduced"),
+        ((98.1, 98.3), "not reproduced"),
+        ((99.0, 99.1), "not reproduced"),
+    ],
+)
+def test_verdict_counts_only_differences_beyond_seed_spread(static, label):
+    """dsr 98.0 / 98.4 (std 0.28) against static: better only if the gap exceeds the spread."""
+    rows = [("dsr", 0.9, 0, 98.0, "mnist"), ("dsr", 0.9, 1, 98.4, "mnist")]
+    rows += [("static", 0.9, i, a, "mnist") for i, a in enumerate(static)]
+    assert results.verdict_beats(fake(rows), "dsr", ["static"]).label == label
+
+
+def test_verdict_is_partly_when_some_comparisons_hold():
+    """Better than static, not better than thin_dense: partly reproduced, 1 of 2."""
+    rows = [("dsr", 0.9, s, 98.0 + s / 10, "mnist") for s in (0, 1)]
+    rows += [("static", 0.9, s, 97.0, "mnist") for s in (0, 1)]
+    rows += [("thin_dense", 0.9, s, 98.5, "mnist") for s in (0, 1)]
+    v = results.verdict_beats(fake(rows), "dsr", ["static", "thin_dense"])
+    assert v.label == "partly reproduced"
+    assert list(v.pairs.outcome) == ["better", "worse"]
+
+
+def test_verdict_names_a_budget_other_than_the_papers():
+    """A verdict at the smoke budget says so."""
+    rows = [("dsr", 0.9, 0, 90.0, "mnist"), ("static", 0.9, 0, 80.0, "mnist")]
+    v = results.verdict_beats(fake(rows, profile="smoke"), "dsr", ["static"])
+    assert v.label == "reproduced (smoke budget)"
+
+
+def test_cifar10_jpeg_is_labelled_and_never_subtracted_from_the_paper():
+    """versus_paper on cifar10-jpeg labels our columns with the variant and has no difference."""
+    st = fake([("dsr", 0.9, 0, 90.0, "cifar10-jpeg")])
+    st.model, st.dataset = "wrn28_2", "cifar10-jpeg"
+    table = results.versus_paper(st)
+    assert "ours (cifar10-jpeg, paper budget): mean ± std" in table.columns
+    assert "paper (cifar10): mean ± std" in table.columns
+    assert "ours - paper" not in table.columns
+
+
+def test_paper_numbers_are_five_runs_per_cell_with_registry_names():
+    """The paper's LeNet table: 3 methods x 6 sparsities x 5 runs; compressed is pruning."""
+    paper = results.paper_for("lenet300", "mnist")
+    assert len(paper) == 90
+    assert set(paper.method) == {"dsr", "static", "pruning"}
+    assert set(paper.groupby(["method", "sparsity"]).size()) == {5}
+
+
+def test_imagenet_table_keeps_the_unverified_mark():
+    """Every ICML-2019 row of the ImageNet table is marked UNVERIFIED, and only those."""
+    table = results.imagenet_table()
+    assert set(table[table.checked == "UNVERIFIED"].version) == {"ICML2019"}
+    assert (table.version == "ICML2019").sum() == (table.checked == "UNVERIFIED").sum() == 8
+
+
+def test_default_profile_never_trains(isolated_cache):
+    """At the default profile a missing run is 'not run' and the run cache stays empty."""
+    st = results.study("default", "lenet300", "synthetic", "dsr,dense", "0.9", "0")
+    assert list(st.runs.status) == ["not run", "not run"]
+    assert not isolated_cache.exists() or not any(isolated_cache.iterdir())
+
+
+def test_a_method_missing_from_the_registry_is_not_available():
+    """A method this version lacks is reported, with its reason, and not planned."""
+    st = results.study("default", "lenet300", "synthetic", "dsr,nosuchmethod", "0.9", "0")
+    row = st.runs[st.runs.label == "nosuchmethod"].iloc[0]
+    assert row.status == "not available"
+    assert "not available in this version" in row.reason
+
+
+@pytest.fixture(scope="module")
+def smoke_dsr(tmp_path_factory) -> Study:
+    """Two tiny DSR runs (smoke budget, synthetic data) trained into a fresh cache."""
+    root = tmp_path_factory.mktemp("runs")
+    return results.study("smoke", "lenet300", "synthetic", "dsr", "0.9", "0,1", str(root))
+
+
+def test_smoke_profile_trains_missing_runs_and_records_provenance(smoke_dsr):
+    """Both seeds are trained; provenance names each run's hash, seed and data variant."""
+    prov = results.provenance(smoke_dsr)
+    assert list(smoke_dsr.runs.status) == ["done", "done"]
+    assert list(prov.seed) == [0, 1]
+    assert set(prov.data_variant) == {"synthetic"}
+    assert list(prov.hash) == list(smoke_dsr.runs.hash)
+
+
+def test_density_log_conserves_the_non_zero_count(smoke_dsr):
+    """Per-tensor active counts read from the log sum to the same total after every update,
+    starting from the initial uniform density."""
+    over = results.density_over_training(smoke_dsr.record("dsr", 0.9, 0))
+    totals = over.groupby("step").active.sum()
+    assert len(totals) > 1 and totals.nunique() == 1
+    start = over[over.step == 0]
+    assert list((start.active / start.numel).round(2)) == [0.1, 0.1, 0.1]
+
+
+def test_final_density_matches_the_summary(smoke_dsr):
+    """The final per-tensor densities are the run summary's, and the last logged ones."""
+    record = smoke_dsr.record("dsr", 0.9, 0)
+    final = results.final_density(record)
+    over = results.density_over_training(record)
+    last = over[over.step == over.step.max()].active.tolist()
+    assert final.active.tolist() == last
+    assert final.tensor.tolist() == ["fc1", "fc2", "fc3"]
