@@ -10,7 +10,7 @@ THREADS ?= 2
 PROFILE ?= default
 BOOK    ?= build/book
 
-.PHONY: help setup run test lint bench book clean-scratch
+.PHONY: help setup run test lint bench book gpu-check clean-scratch
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,3 +46,6 @@ book: $(STAMP) $(KERNEL)  ## execute the notebooks on the committed results (PRO
 
 bench: $(STAMP)  ## sparse/dense step time and DSR reallocation cost, as ratios
 	$(BIN)/python -m dsr bench --threads $(THREADS)
+
+gpu-check:  ## on a CUDA machine: bench, no-sync check, short DSR run, 2-GPU DDP (< 10 min)
+	$(PY) scripts/gpu_check.py

@@ -12,8 +12,8 @@ from typing import Any
 from dsr.config import BUDGETS, PROTOCOLS, ConfigError, RunConfig, coerce, preset
 
 FIELD_HELP = {
-    "model": "model registry key (lenet300, wrn28_2, wrn16_2)",
-    "dataset": "mnist | cifar10 | cifar10-jpeg | synthetic",
+    "model": "model registry key (lenet300, wrn28_2, wrn16_2, resnet50)",
+    "dataset": "mnist | cifar10 | cifar10-jpeg | synthetic | imagenet",
     "method": "method registry key (dsr, static, dense, thin_dense, set, deepr, pruning, "
     "static_replica, rigl, snfs)",
     "sparsity": "fraction of zeros in the sparse tensors, in [0, 1)",
@@ -28,6 +28,8 @@ FIELD_HELP = {
     "width": "width multiplier of the model",
     "grow_init": "value of regrown weights: zero (official) or kaiming",
     "reset_momentum": "zero the momentum of regrown weights (official: false)",
+    "granularity": "DSR prunes and regrows single weights or whole kxk kernels: weight | kernel",
+    "image_size": "side of the square crops of streamed images (imagenet; 0: the model's 224)",
 }
 
 
@@ -87,6 +89,27 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
         help="allow torchvision to download MNIST / CIFAR-10 if missing",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument(
+        "--channels-last", action="store_true", help="channels-last activations (GPU speed)"
+    )
+    g.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast (changes the numbers; recorded in the summary; default fp32)",
+    )
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument(
+        "--loader-workers",
+        type=int,
+        default=None,
+        help="DataLoader processes for streamed data (imagenet; default min(8, cores))",
+    )
+
+
+def runtime_from_args(args: argparse.Namespace):
+    from dsr.train import Runtime
+
+    return Runtime(channels_last=args.channels_last, bf16=args.bf16, compile=args.compile)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -122,32 +145,47 @@ def setup_runtime(args: argparse.Namespace, default_threads: int | None) -> None
 
     if args.download:
         os.environ["DSR_DOWNLOAD"] = "1"
+    if args.loader_workers is not None:
+        os.environ["DSR_LOADER_WORKERS"] = str(args.loader_workers)
+    if default_threads:  # processes started by torchrun share the cores
+        default_threads = max(1, default_threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     threads = args.threads or default_threads
     if threads:
         torch.set_num_threads(threads)
+    if args.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # fastest conv algorithms for fixed shapes
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train one run; under torchrun every process runs this and rank 0 reports."""
     cfg = config_from_args(args)
     setup_runtime(args, os.cpu_count())
+    from dsr import distributed
     from dsr.runs import run, run_dir
 
-    print(
-        f"run {cfg.hash}: {cfg.method} {cfg.model}/{cfg.dataset} s={cfg.sparsity} "
-        f"seed={cfg.seed}, {cfg.epochs} epochs -> {run_dir(cfg, args.runs_root)}"
-    )
-    record = run(
-        cfg,
-        args.runs_root,
-        device=args.device,
-        progress=not args.no_progress,
-        stop_after=args.stop_after,
-    )
+    device = distributed.init_from_env(args.device)
+    try:
+        main_rank = distributed.context().is_main
+        say = print if main_rank else (lambda *a, **k: None)
+        say(
+            f"run {cfg.hash}: {cfg.method} {cfg.model}/{cfg.dataset} s={cfg.sparsity} "
+            f"seed={cfg.seed}, {cfg.epochs} epochs -> {run_dir(cfg, args.runs_root)}"
+        )
+        record = run(
+            cfg,
+            args.runs_root,
+            device=device,
+            progress=not args.no_progress and main_rank,
+            stop_after=args.stop_after,
+            runtime=runtime_from_args(args),
+        )
+    finally:
+        distributed.shutdown()
     if record is None:
-        print(f"stopped after {args.stop_after} epochs; run the same command again to resume")
+        say(f"stopped after {args.stop_after} epochs; run the same command again to resume")
         return 0
     s = record.summary
-    print(
+    say(
         f"test accuracy {s['final_test_acc']:.2f}% ({s['data_variant']}), "
         f"{s['params']['active']:,} of {s['params']['total']:,} parameters active, "
         f"{s['wall_seconds']:.0f} s"
@@ -171,7 +209,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from dsr.runs import grid, sweep
 
     configs = [c for m in methods for c in grid(bases[m], [m], sparsities, seeds)]
-    print(f"sweep: {len(configs)} runs, {args.workers} workers x {args.threads or 1} threads")
+    how = f"{args.workers} workers" if args.launcher == "pool" else f"{args.launcher} jobs"
+    print(f"sweep: {len(configs)} runs, {how} x {args.threads or 1} threads")
     status = sweep(
         configs,
         args.runs_root,
@@ -179,6 +218,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         threads=args.threads or 1,
         device=args.device,
         progress=not args.no_progress,
+        runtime=runtime_from_args(args),
+        launcher=args.launcher,
+        cluster=cluster_options(args),
     )
     failed = {h: s for h, s in status.items() if s.startswith("failed")}
     for h, s in failed.items():
@@ -187,8 +229,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
+    """submitit parameters from the --slurm-* options (those given)."""
+    names = {
+        "slurm_partition": "slurm_partition",
+        "slurm_time": "timeout_min",
+        "slurm_gpus": "gpus_per_node",
+        "slurm_mem": "mem_gb",
+    }
+    return {key: getattr(args, a) for a, key in names.items() if getattr(args, a) is not None}
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     setup_runtime(args, os.cpu_count())
+    if args.images is None:
+        args.images = 10_000 if args.device.startswith("cuda") else 0
+    if args.images and args.epochs < 2:
+        raise CommandError("--epochs must be at least 2 (the first one warms up)")
     from dsr.bench import main as bench_main
 
     return bench_main(args)
@@ -240,17 +297,41 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--sparsities", default="0.9", help="comma-separated sparsities")
     s.add_argument("--seeds", default="0", help="comma-separated seeds")
     s.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    c = s.add_argument_group("launcher (where the runs execute)")
+    c.add_argument(
+        "--launcher",
+        default="pool",
+        choices=["pool", "slurm", "local-submitit"],
+        help="pool: local worker processes (default); slurm: one Slurm job per run through "
+        "submitit; local-submitit: submitit's local executor (to try the Slurm path)",
+    )
+    c.add_argument("--slurm-partition", default=None, help="Slurm partition")
+    c.add_argument("--slurm-time", type=int, default=None, help="time limit per job, minutes")
+    c.add_argument("--slurm-gpus", type=int, default=None, help="GPUs per job")
+    c.add_argument("--slurm-mem", type=int, default=None, help="memory per job, GB")
     add_config_options(s)
     add_runtime_options(s)
     s.set_defaults(func=cmd_sweep)
     b = sub.add_parser(
         "bench",
         allow_abbrev=False,
-        help="speed ratios measured in one run",
+        help="speed ratios and WRN-28-2 throughput measured in one run",
         description="Measure masked-sparse vs dense step time and the cost of "
-        "a DSR reallocation; prints ratios.",
+        "a DSR reallocation (ratios); on a GPU also WRN-28-2 training images/s, dense and "
+        "DSR, and the projected wall time of the paper's 200-epoch run.",
     )
     b.add_argument("--repeats", type=int, default=20, help="timed steps per measurement")
+    b.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="images per epoch of the throughput runs (default 10000 on CUDA, 0 = none on CPU)",
+    )
+    b.add_argument("--epochs", type=int, default=3, help="epochs per throughput run (>= 2)")
+    b.add_argument("--no-ratios", action="store_true", help="skip the sparse/dense ratios")
+    b.add_argument(
+        "--sync-check", action="store_true", help="count host syncs of a training epoch (CUDA)"
+    )
     add_runtime_options(b)
     b.set_defaults(func=cmd_bench)
     k = sub.add_parser(

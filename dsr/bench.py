@@ -1,4 +1,6 @@
-"""``python -m dsr bench``: speed ratios measured in one run on this machine.
+"""``python -m dsr bench``: speed measured in one run on this machine.
+
+Ratios (any device):
 
 * masked sparse training step (static masks) / dense training step, LeNet-300-100 and WRN-28-2,
   batch 100 (target <= 1.05);
@@ -6,12 +8,21 @@
 
 Steps are timed after warm-up, alternating sparse and dense so that drift hits both alike;
 medians are reported.
+
+Throughput (``--images`` > 0): WRN-28-2 trained by the real training loop
+(:func:`dsr.train.train`) on random CIFAR-sized images held on the device, with augmentation
+there, batch 100, dense and DSR at s = 0.9 (P = 100 throughout, the schedule's most frequent
+reallocation, so the projection errs long). Training images/s exclude the test pass, which is
+timed apart; the projection is the paper's 200 epochs of 50,000 training and 10,000 test images.
+With ``--sync-check`` (CUDA) the host synchronisations of a training epoch without reallocation
+are counted: a few per epoch (losses read at its end), none per step.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -40,13 +51,16 @@ def step_fn(model, opt, method, x, y):
     return step
 
 
-def timed(fn, device: str) -> float:
-    if device.startswith("cuda"):
+def synchronize(device: str) -> None:
+    if str(device).startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def timed(fn, device: str) -> float:
+    synchronize(device)
     t0 = time.perf_counter()
     fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    synchronize(device)
     return time.perf_counter() - t0
 
 
@@ -77,18 +91,114 @@ def bench_model(model_name: str, repeats: int, device: str, batch: int = 100) ->
     }
 
 
-def main(args) -> int:
-    device = args.device
-    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
+def random_cifar(n_train: int, n_test: int, device: str):
+    """Random uint8 images of CIFAR-10's shape with CIFAR's augmentation, on ``device``."""
+    from dsr.data import CIFAR_MEAN, CIFAR_STD, Data
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n_train + n_test, 3, 32, 32), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (n_train + n_test,), generator=g)
+    data = Data("random", x[:n_train], y[:n_train], x[n_train:], y[n_train:], "random", True,
+                CIFAR_MEAN, CIFAR_STD)  # fmt: skip
+    return data.to(device)
+
+
+def wrn_config(method: str, epochs: int, realloc: bool = True):
+    from dsr.config import preset
+
+    return preset(
+        "wrn28_2-cifar10",
+        "paper",
+        dataset="synthetic",  # a label only: the data is passed in
+        method=method,
+        sparsity=0.9 if method != "dense" else 0.0,
+        epochs=epochs,
+        lr_schedule="0:0.1",
+        realloc_schedule="0:100",
+        realloc_stop=epochs if realloc else 0,
+    )
+
+
+def throughput(method: str, images: int, epochs: int, device: str, runtime) -> dict:
+    """Training and test images/s of WRN-28-2 under the real loop, after a warm-up epoch."""
+    from dsr.train import evaluate, train
+
+    data = random_cifar(images, images // 5, device)
+    t = train(wrn_config(method, epochs), device=device, progress=False, data=data,
+              runtime=runtime)  # fmt: skip
+    epoch = statistics.median(r["seconds"] for r in t.history[1:])
+    test = statistics.median(
+        timed(lambda: evaluate(t.model, data, runtime=runtime), device) for _ in range(3)
+    )
+    return {
+        "train_ips": images / max(epoch - test, 1e-9),
+        "test_ips": (images // 5) / test,
+        "reallocations": len(t.events),
+    }
+
+
+def count_syncs(images: int, device: str, runtime) -> tuple[int, int]:
+    """Host synchronisations inside the step loop of one DSR training epoch without
+    reallocation (CUDA's sync debug mode), and the number of steps."""
+    from dataclasses import replace
+
+    from dsr.train import train
+
+    data = random_cifar(images, 100, device)
+    cfg = wrn_config("dsr", 1, realloc=False)
+    train(cfg, device=device, progress=False, data=data, runtime=runtime)  # warm-up
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        debug = replace(runtime, sync_debug=True)
+        train(cfg, device=device, progress=False, data=data, runtime=debug)
+    syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
+    return len(syncs), data.steps_per_epoch(cfg.batch_size)
+
+
+def print_ratios(repeats: int, device: str) -> None:
     print(
         f"{'model':10} {'dense ms':>9} {'sparse ms':>10} {'sparse/dense':>13} "
         f"{'realloc ms':>11} {'realloc/(100 steps)':>20}"
     )
-    for name, repeats in (("lenet300", args.repeats * 10), ("wrn28_2", max(3, args.repeats // 4))):
-        r = bench_model(name, repeats, device)
+    for name, reps in (("lenet300", repeats * 10), ("wrn28_2", max(3, repeats // 4))):
+        r = bench_model(name, reps, device)
         print(
             f"{name:10} {1e3 * r['dense_step']:9.2f} {1e3 * r['sparse_step']:10.2f} "
             f"{r['ratio']:13.3f} {1e3 * r['realloc']:11.2f} {100 * r['realloc_fraction']:19.3f}%"
         )
     print("targets: sparse/dense <= 1.05; realloc/(100 steps) <= 1%")
+
+
+def print_throughput(images: int, epochs: int, device: str, runtime) -> dict:
+    print(
+        f"WRN-28-2 training, real loop, batch 100, {images} images/epoch, "
+        f"{runtime.precision}, channels_last={runtime.channels_last}, compile={runtime.compile}"
+    )
+    out = {}
+    for method in ("dense", "dsr"):
+        r = throughput(method, images, epochs, device, runtime)
+        hours = 200 * (50_000 / r["train_ips"] + 10_000 / r["test_ips"]) / 60
+        print(
+            f"  {method:6} {r['train_ips']:9.0f} train images/s {r['test_ips']:9.0f} test "
+            f"images/s -> 200 epochs of CIFAR-10 in {hours:.1f} min"
+        )
+        out[method] = {**r, "projected_min": hours}
+    return out
+
+
+def main(args) -> int:
+    from dsr.train import Runtime
+
+    device = args.device
+    runtime = Runtime(channels_last=args.channels_last, bf16=args.bf16, compile=args.compile)
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
+    if str(device).startswith("cuda"):
+        print(f"GPU: {torch.cuda.get_device_name(torch.device(device))}")
+    if not args.no_ratios:
+        print_ratios(args.repeats, device)
+    if args.images > 0:
+        print_throughput(args.images, args.epochs, device, runtime)
+    if args.sync_check and str(device).startswith("cuda"):
+        syncs, steps = count_syncs(args.images or 10_000, device, runtime)
+        print(f"host syncs in a {steps}-step epoch without reallocation: {syncs}")
     return 0

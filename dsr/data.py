@@ -1,4 +1,5 @@
-"""Data sets as in-memory tensors: MNIST, CIFAR-10, cifar10-jpeg and a synthetic set.
+"""Data sets as in-memory tensors: MNIST, CIFAR-10, cifar10-jpeg and a synthetic set; ImageNet
+streamed from disk (:mod:`dsr.imagefolder`) behind the same interface.
 
 * ``mnist`` and ``cifar10`` are read with torchvision's dataset classes. Files are looked up
   under the data root (environment variable ``DSR_DATA_ROOT``, default the project's ``data/``);
@@ -98,44 +99,116 @@ class Data:
             self.std,
         )
 
+    @property
+    def n_train(self) -> int:
+        return len(self.train_y)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.test_y)
+
     def batches(
-        self, batch_size: int, *, train: bool, epoch: int = 0, seed: int = 0
+        self,
+        batch_size: int,
+        *,
+        train: bool,
+        epoch: int = 0,
+        seed: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Mini-batches; training order and augmentation depend only on (seed, epoch), so a
-        run resumed at an epoch boundary sees exactly the batches of an uninterrupted one."""
+        run resumed at an epoch boundary sees exactly the batches of an uninterrupted one.
+
+        With ``shard=(rank, world)`` each global batch of ``batch_size`` examples is cut into
+        ``world`` contiguous parts and this yields part ``rank``; augmentation is drawn for the
+        whole global batch first, so an example looks the same whatever ``world`` is. Order and
+        augmentation are drawn on the CPU once per epoch and moved to the data's device in one
+        copy: no step waits for the host.
+        """
         x, y = (self.train_x, self.train_y) if train else (self.test_x, self.test_y)
-        g = torch.Generator().manual_seed(1_000_003 * seed + epoch)
-        order = torch.randperm(len(y), generator=g) if train else torch.arange(len(y))
-        for i in range(0, len(y), batch_size):
-            idx = order[i : i + batch_size].to(x.device)
+        n = len(y)
+        order, g = epoch_order(n, train, epoch, seed)
+        augment = train and self.augment and bool(self.mean)
+        sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
+        crops = draw_crop_flip(sizes, g) if augment else None  # (3, N): dy, dx, flip
+        order = to_device(order, x.device)
+        crops = to_device(crops, x.device) if augment else None
+        for i in range(0, n, batch_size):
+            lo, hi = shard_bounds(min(batch_size, n - i), *shard)
+            idx = order[i + lo : i + hi]
             xb = x[idx]
             if self.mean:
-                if train and self.augment:
-                    xb = crop_flip(xb, g)
+                if augment:
+                    xb = crop_flip(xb, *crops[:, i + lo : i + hi])
                 xb = normalise(xb, self.mean, self.std)
             yield xb, y[idx]
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return -(-len(self.train_y) // batch_size)
+        return -(-self.n_train // batch_size)
 
 
-def crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Zero-pad by ``pad``, take a random crop of the original size, flip half horizontally."""
+def epoch_order(n: int, train: bool, epoch: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:
+    """The order of ``n`` examples in an epoch (random for training, from a generator seeded
+    by (seed, epoch); as stored for testing) and that generator, for what else is drawn."""
+    g = torch.Generator().manual_seed(1_000_003 * seed + epoch)
+    return (torch.randperm(n, generator=g) if train else torch.arange(n)), g
+
+
+def shard_bounds(size: int, rank: int, world: int) -> tuple[int, int]:
+    """Start and end of part ``rank`` of ``size`` items cut into ``world`` contiguous parts
+    whose lengths differ by at most one (the first ``size % world`` parts are longer)."""
+    q, r = divmod(size, world)
+    lo = rank * q + min(rank, r)
+    return lo, lo + q + (rank < r)
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; from the CPU to a GPU through pinned memory, without a host sync."""
+    if t.device == device:
+        return t
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def draw_crop_flip(sizes: list[int], g: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Crop offsets and flips for consecutive batches of ``sizes`` examples: ``(3, N)`` int64
+    rows dy, dx, flip. Drawn batch by batch (offsets, then flips), the order in which earlier
+    versions drew them inside the loop, so the stream of ``g`` is unchanged."""
+    parts = []
+    for b in sizes:
+        dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=g)
+        flip = (torch.rand(b, generator=g) < 0.5).long()
+        parts.append(torch.stack([dy, dx, flip]))
+    return torch.cat(parts, 1) if parts else torch.zeros(3, 0, dtype=torch.long)
+
+
+def crop_flip(
+    x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int = 4
+) -> torch.Tensor:
+    """Zero-pad by ``pad``, crop the original size at offsets (dy, dx), flip where ``flip``."""
     b, _, h, w = x.shape  # (B, C, H, W)
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dy, dx = (torch.randint(0, 2 * pad + 1, (2, b), generator=g)).to(x.device)
-    flip = (torch.rand(b, generator=g) < 0.5).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
     cols = dx[:, None] + torch.arange(w, device=x.device)  # (B, W)
-    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]  # (B, 1, 1, W)
+    cols = torch.where(flip[:, None].bool(), cols.flip(1), cols)[:, None, None, :]  # (B,1,1,W)
     batch = torch.arange(b, device=x.device)[:, None, None, None]
     chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
     return padded[batch, chans, rows, cols]
 
 
+_STATS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 def normalise(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    """uint8 pixels ``(B, C, H, W)`` to floats with the given channel means and stds."""
+    key = (mean, std, x.device)
+    if key not in _STATS:  # made once per device: a new GPU tensor per batch would sync
+        _STATS[key] = (
+            torch.tensor(mean, device=x.device).view(1, -1, 1, 1),
+            torch.tensor(std, device=x.device).view(1, -1, 1, 1),
+        )
+    m, s = _STATS[key]
     return (x.float() / 255.0 - m) / s
 
 
@@ -292,11 +365,19 @@ def load_synthetic(model_input: tuple[int, ...]) -> Data:
     return Data("synthetic", x[:512], y[:512], x[512:], y[512:], "synthetic-v1")
 
 
+def load_imagenet(model_input: tuple[int, ...]):
+    """ImageNet, streamed from ``<DSR_DATA_ROOT>/imagenet``: see :mod:`dsr.imagefolder`."""
+    from dsr.imagefolder import load_imagenet as load_folder
+
+    return load_folder(model_input)
+
+
 DATASETS: dict[str, Callable[[tuple[int, ...]], Data]] = {
     "mnist": load_mnist,
     "cifar10": load_cifar10,
     "cifar10-jpeg": load_cifar10_jpeg,
     "synthetic": load_synthetic,
+    "imagenet": load_imagenet,
 }
 
 

@@ -67,13 +67,29 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict:
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}") from None
 
 
-def progress_bar(total: int, enabled: bool, desc: str):
-    """A tqdm bar, or a do-nothing stand-in when progress output is off."""
-    if enabled:
-        from tqdm.auto import tqdm
-    else:  # tqdm.auto warns in a Jupyter kernel without ipywidgets, even when disabled
-        from tqdm import tqdm
+class NoBar:
+    """What training calls on a progress bar, doing nothing (no tqdm, or output off)."""
 
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, enabled: bool, desc: str):
+    """A tqdm bar, or a do-nothing stand-in when progress output is off or tqdm is missing
+    (a GPU machine may have only torch and torchvision)."""
+    try:
+        if enabled:
+            from tqdm.auto import tqdm
+        else:  # tqdm.auto warns in a Jupyter kernel without ipywidgets, even when disabled
+            from tqdm import tqdm
+    except ImportError:
+        return NoBar()
     return tqdm(
         total=total, disable=not enabled, desc=desc, unit="step", leave=False, mininterval=1.0
     )

@@ -192,6 +192,7 @@ def run_row(
     With ``loaded`` (a dict that keeps data sets between calls) a missing run is trained;
     without it, it is reported as "not run".
     """
+    from dsr.data import DataError
     from dsr.runs import load_run, run, run_dir
 
     row = dict(label=spec, method=spec.partition(":")[0], sparsity=sparsity, seed=seed)
@@ -199,7 +200,10 @@ def run_row(
         return {**row, "status": "not available", "reason": cfg}
     record = load_run(cfg, root)
     if record is None and loaded is not None:
-        record = run(cfg, root, progress=False, data=data_for(cfg, loaded))
+        try:
+            record = run(cfg, root, progress=False, data=data_for(cfg, loaded))
+        except DataError as e:  # e.g. no ImageNet folder here
+            return {**row, "status": "not available", "reason": str(e)}
     if record is None:
         failed = (run_dir(cfg, root) / "failed.json").exists()
         return {**row, "status": "failed" if failed else "not run", "hash": cfg.hash}
@@ -219,9 +223,9 @@ def run_row(
 def data_for(cfg: RunConfig, loaded: dict):
     """The data set of ``cfg``, loaded once per (data set, input shape) and kept in ``loaded``."""
     from dsr.data import load
-    from dsr.models import input_shape
+    from dsr.train import data_shape
 
-    key = (cfg.dataset, input_shape(cfg.model))
+    key = (cfg.dataset, data_shape(cfg))
     if key not in loaded:
         loaded[key] = load(*key)
     return loaded[key]

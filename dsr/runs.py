@@ -24,6 +24,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
 from multiprocessing import get_context
@@ -33,11 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from dsr import io
-from dsr.config import RunConfig
+from dsr import distributed, io
+from dsr.config import ConfigError, RunConfig
 from dsr.data import PROJECT, Data, file_lock, load
 from dsr.masks import count_parameters
-from dsr.train import Trainer, TrainingDiverged, train
+from dsr.train import DEFAULT_RUNTIME, Runtime, Trainer, TrainingDiverged, data_shape, train
 
 SUMMARY, FAILED = "summary.json", "failed.json"
 
@@ -97,41 +98,56 @@ def run(
     progress: bool = True,
     stop_after: int | None = None,
     data: Data | None = None,
+    runtime: Runtime = DEFAULT_RUNTIME,
 ) -> RunRecord | None:
     """Return the finished run of ``cfg``, training (or resuming) it first if needed.
 
     With ``stop_after`` the run trains at most that many epochs and returns None if unfinished.
     Data is loaded before anything is written, so a missing data set leaves the cache as it was;
     ``data`` (the full data set of ``cfg.dataset``, already loaded) skips the loading.
+    Under torch.distributed (torchrun) every rank calls this: rank 0 takes the lock, decides
+    whether to train and writes the files; every rank returns the record.
     """
+    ctx = distributed.context()
     record = load_run(cfg, root)
-    if record is not None:
-        return record
+    if distributed.broadcast_object(record is not None):
+        return record or load_run(cfg, root)
     from dsr.methods import METHODS
-    from dsr.models import input_shape
 
     for source in METHODS[cfg.method].dependencies(cfg):  # e.g. pruning's dense run
-        run(source, root, device=device, progress=progress, data=data)
+        run(source, root, device=device, progress=progress, data=data, runtime=runtime)
 
-    data = data if data is not None else load(cfg.dataset, input_shape(cfg.model))
+    data = data if data is not None else load(cfg.dataset, data_shape(cfg))
     code_version()  # record the code as it is when training starts
     path = run_dir(cfg, root)
     path.mkdir(parents=True, exist_ok=True)
-    with file_lock(path / ".lock"):
+    with file_lock(path / ".lock") if ctx.is_main else nullcontext():
         record = load_run(cfg, root)  # another process may have finished it meanwhile
-        if record is not None:
-            return record
-        io.write_json(path / "config.json", cfg.to_dict())
+        if distributed.broadcast_object(record is not None):
+            return record or load_run(cfg, root)
+        if ctx.is_main:
+            io.write_json(path / "config.json", cfg.to_dict())
         try:
-            t = train(cfg, path, device=device, progress=progress, stop_after=stop_after, data=data)
-        except TrainingDiverged as e:
-            io.write_json(
-                path / FAILED, {"reason": str(e), "config": cfg.to_dict(), **provenance(device)}
+            t = train(
+                cfg,
+                path,
+                device=device,
+                progress=progress,
+                stop_after=stop_after,
+                data=data,
+                runtime=runtime,
             )
+        except TrainingDiverged as e:
+            if ctx.is_main:
+                io.write_json(
+                    path / FAILED, {"reason": str(e), "config": cfg.to_dict(), **provenance(device)}
+                )
             raise
         if t.epoch < cfg.epochs:
             return None
-        write_results(t, path, device)
+        if ctx.is_main:
+            write_results(t, path, device)
+    distributed.barrier()
     return load_run(cfg, root)
 
 
@@ -148,6 +164,7 @@ def write_results(t: Trainer, path: Path, device: str) -> None:
         os.replace(tmp, path / "masks_final.npz")
     io.save_torch({"model": t.model.state_dict()}, path / "final.pt")
     last = t.history[-1]
+    runs = t.runtimes  # how each stretch ran (bf16 changes the numbers)
     summary = {
         "hash": t.cfg.hash,
         "config": t.cfg.to_dict(),
@@ -162,6 +179,8 @@ def write_results(t: Trainer, path: Path, device: str) -> None:
             k: v for k, v in t.method.state_dict().items() if isinstance(v, (int, float, str))
         },
         "wall_seconds": sum(r["seconds"] for r in t.history),
+        "precision": "+".join(sorted({"bf16-autocast" if r["bf16"] else "fp32" for r in runs})),
+        "runtime": runs,
         "data_variant": t.data.variant,
         "data_checksum": t.data.checksum,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -228,12 +247,27 @@ def _worker_init(threads: int) -> None:
     torch.set_num_interop_threads(1)
 
 
-def _run_one(cfg: RunConfig, root: Path | None, device: str) -> tuple[str, str]:
+def _run_one(
+    cfg: RunConfig, root: Path | None, device: str, runtime: Runtime = DEFAULT_RUNTIME
+) -> tuple[str, str]:
     try:
-        run(cfg, root, device=device, progress=False)
+        run(cfg, root, device=device, progress=False, runtime=runtime)
         return cfg.hash, "done"
     except TrainingDiverged as e:
         return cfg.hash, f"failed: {e}"
+
+
+def _run_job(
+    cfg: RunConfig, root: Path, device: str, threads: int, runtime: Runtime
+) -> tuple[str, str]:
+    """One run as a submitit job."""
+    _worker_init(threads)
+    return _run_one(cfg, root, device, runtime)
+
+
+# --launcher: the local process pool, or submitit's executor for a cluster ("slurm") or for
+# local subprocesses ("local-submitit", to try a cluster sweep on one machine).
+LAUNCHERS = {"pool": "", "slurm": "slurm", "local-submitit": "local"}
 
 
 def sweep(
@@ -244,23 +278,71 @@ def sweep(
     threads: int = 1,
     device: str = "cpu",
     progress: bool = True,
+    runtime: Runtime = DEFAULT_RUNTIME,
+    launcher: str = "pool",
+    cluster: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Run every config not yet cached, ``workers`` processes with ``threads`` threads each.
+    """Run every config not yet cached, ``workers`` processes with ``threads`` threads each, or
+    one submitit job per config (``launcher``, with submitit parameters ``cluster``).
 
     Interrupted runs resume from their checkpoints when the sweep is started again; a run that
     diverges is recorded as failed and the others go on. Returns hash -> status.
     """
+    if launcher not in LAUNCHERS:
+        raise ConfigError(f"unknown launcher {launcher!r} (known: {', '.join(LAUNCHERS)})")
     configs = list(configs)
     status = {c.hash: "cached" for c in configs if load_run(c, root) is not None}
     todo = [c for c in configs if c.hash not in status]
+    if launcher != "pool":
+        status.update(submit(todo, root, launcher, threads, device, runtime, cluster or {}))
+        return status
     bar = io.progress_bar(len(todo), progress, f"sweep ({len(status)} cached)")
     with ProcessPoolExecutor(
         workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(threads,)
     ) as pool:
-        futures = [pool.submit(_run_one, c, root, device) for c in todo]
+        futures = [pool.submit(_run_one, c, root, device, runtime) for c in todo]
         for f in as_completed(futures):
             h, s = f.result()
             status[h] = s
             bar.update(1)
     bar.close()
+    return status
+
+
+def submit(
+    configs: list[RunConfig],
+    root: Path | None,
+    launcher: str,
+    threads: int,
+    device: str,
+    runtime: Runtime,
+    cluster: dict[str, Any],
+) -> dict[str, str]:
+    """Submit each config as one job of a submitit job array and wait for all of them.
+
+    Jobs write into the run cache like local workers (its folder must be shared with the
+    nodes); submitit's logs go to ``<runs root>/.submitit/<job id>/``. A job that the cluster
+    kills is reported as failed; started again, the sweep resumes it from its checkpoint.
+    """
+    if not configs:
+        return {}
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError(f"launcher {launcher} needs submitit (pip install submitit)") from None
+    folder = Path(root or runs_root()).resolve()
+    logs = folder / ".submitit" / "%j"
+    executor = submitit.AutoExecutor(folder=logs, cluster=LAUNCHERS[launcher])
+    executor.update_parameters(name="dsr", cpus_per_task=threads, **cluster)
+    n = len(configs)
+    jobs = executor.map_array(
+        _run_job, configs, [folder] * n, [device] * n, [threads] * n, [runtime] * n
+    )
+    status = {}
+    for cfg, job in zip(configs, jobs):
+        try:
+            h, s = job.result()
+        except Exception as e:  # submitit raises its own errors for failed or killed jobs
+            h, s = cfg.hash, f"failed: job {job.job_id}: {' '.join(str(e).split())[:200]}"
+        status[h] = s
     return status

@@ -7,25 +7,32 @@ config: model init (global torch RNG, seeded before building), masks and regrowt
 own generator, checkpointed), data order and augmentation (a generator per (seed, epoch)). So a
 run stopped after any epoch and resumed in a fresh process ends bit for bit where an
 uninterrupted run does (on CPU).
+
+The same loop runs data-parallel under torchrun (:mod:`dsr.distributed`: each process a shard
+of every batch, synchronised batch norm, identical masks) and on GPUs with the options of
+:class:`Runtime` (channels-last, bf16 autocast, ``torch.compile``). A step never waits for the
+host: data and its augmentation stay on the device, masks are applied there, and losses are
+summed there until the epoch ends; only a mask update (every P steps) reads values back.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dsr import io
-from dsr.config import RunConfig
+from dsr import distributed, io
+from dsr.config import ConfigError, RunConfig
 from dsr.data import Data, load
 from dsr.masks import count_parameters, default_sparse_names
 from dsr.methods import METHODS, Method
-from dsr.models import create_model
+from dsr.models import create_model, input_shape
 from dsr.schedules import Schedule
 
 CHECKPOINT, INIT = "checkpoint.pt", "init.pt"
@@ -33,6 +40,27 @@ CHECKPOINT, INIT = "checkpoint.pt", "init.pt"
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a run is executed rather than what it computes, so not part of its config.
+
+    bf16 does change the numbers (float32 is the default, as in the paper); the precision of
+    every stretch of a run is recorded in its summary.
+    """
+
+    channels_last: bool = False  # 4-D inputs, and so activations, in NHWC; weights stay NCHW
+    bf16: bool = False  # forward pass and loss under bfloat16 autocast (CUDA or CPU)
+    compile: bool = False  # torch.compile the model
+    sync_debug: bool = False  # CUDA: warn at every host synchronisation inside the step loop
+
+    @property
+    def precision(self) -> str:
+        return "bf16-autocast" if self.bf16 else "fp32"
+
+
+DEFAULT_RUNTIME = Runtime()
 
 
 @dataclass
@@ -48,6 +76,7 @@ class Trainer:
     epoch: int = 0  # epochs completed
     history: list[dict] = field(default_factory=list)  # one row per epoch
     events: list[dict] = field(default_factory=list)  # one entry per reallocation
+    runtimes: list[dict] = field(default_factory=list)  # how each stretch of the run executed
 
     def state_dict(self) -> dict:
         return {
@@ -57,6 +86,7 @@ class Trainer:
             "epoch": self.epoch,
             "history": self.history,
             "events": self.events,
+            "runtimes": self.runtimes,
             "torch_rng": torch.get_rng_state(),
             "config": self.cfg.to_dict(),
         }
@@ -66,7 +96,15 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.method.load_state_dict(state["method"])
         self.epoch, self.history, self.events = state["epoch"], state["history"], state["events"]
+        self.runtimes = state.get("runtimes", [])
         torch.set_rng_state(state["torch_rng"])
+
+
+def data_shape(cfg: RunConfig) -> tuple[int, ...]:
+    """The input shape the data is prepared for: the model's, with ``image_size`` (if set) as
+    the side of the square crops."""
+    shape = input_shape(cfg.model)
+    return (*shape[:-2], cfg.image_size, cfg.image_size) if cfg.image_size else shape
 
 
 def build(
@@ -82,7 +120,7 @@ def build(
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, width).to(device)
     if data is None:
-        data = load(cfg.dataset, model.input_shape)
+        data = load(cfg.dataset, data_shape(cfg))
     data = data.subset(cfg.train_subset, cfg.test_subset).to(device)
     lr = Schedule.parse(cfg.lr_schedule)
     optimizer = torch.optim.SGD(
@@ -97,16 +135,75 @@ def build(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Data, batch_size: int = 1000) -> tuple[float, float]:
-    """Test loss and accuracy (percent)."""
+def evaluate(
+    model: nn.Module,
+    data: Data,
+    batch_size: int = 1000,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    runtime: Runtime = DEFAULT_RUNTIME,
+) -> tuple[float, float]:
+    """Test loss and accuracy (percent) over the whole test set (each rank a shard)."""
     model.eval()
-    loss = correct = 0.0
-    for x, y in data.batches(batch_size, train=False):
-        out = model(x)
-        loss += F.cross_entropy(out, y, reduction="sum").item()
-        correct += (out.argmax(1) == y).sum().item()
-    n = len(data.test_y)
-    return loss / n, 100.0 * correct / n
+    first = next(model.parameters())
+    loss = torch.zeros((), dtype=torch.float64, device=first.device)
+    correct = torch.zeros((), dtype=torch.int64, device=first.device)
+    for x, y in data.batches(batch_size, train=False, shard=shard):
+        with autocast(first.device, runtime):
+            out = model(memory_format(x, runtime))
+            loss += F.cross_entropy(out.float(), y, reduction="sum").double()
+        correct += (out.argmax(1) == y).sum()
+    loss, correct = distributed.all_reduce_sum(loss), distributed.all_reduce_sum(correct)
+    return loss.item() / data.n_test, 100.0 * correct.item() / data.n_test
+
+
+def autocast(device: torch.device | str, runtime: Runtime):
+    """bf16 autocast when ``runtime.bf16``, else nothing."""
+    if not runtime.bf16:
+        return nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+@contextmanager
+def sync_warnings(device: torch.device | str, runtime: Runtime):
+    """With ``runtime.sync_debug`` on CUDA, a warning at every host synchronisation inside."""
+    if not (runtime.sync_debug and torch.device(device).type == "cuda"):
+        yield
+        return
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def memory_format(x: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    """``x`` in channels-last layout when asked for and 4-D, else as it is."""
+    if runtime.channels_last and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def check_shards(n: int, batch_size: int, world: int) -> None:
+    """Every rank needs at least one example of every global batch."""
+    sizes = {min(batch_size, n - i) for i in range(0, n, batch_size)}
+    if world > 1 and min(sizes) < world:
+        raise ConfigError(
+            f"a batch of {min(sizes)} examples cannot be shared by {world} processes "
+            f"(batch_size {batch_size}, {n} training examples)"
+        )
+
+
+def prepare(t: Trainer, device: str, runtime: Runtime) -> tuple[nn.Module, nn.Module]:
+    """The modules that run the training and the test forward passes: ``t.model`` itself, or
+    wrapped in DistributedDataParallel (under torchrun) and compiled, as asked."""
+    train_net = eval_net = t.model
+    if distributed.context().world > 1:
+        train_net = distributed.wrap(t.model, device)
+    if runtime.compile:
+        eval_net = torch.compile(t.model)
+        train_net = eval_net if train_net is t.model else torch.compile(train_net)
+    return train_net, eval_net
 
 
 def l1_weights(model: nn.Module) -> list[torch.Tensor]:
@@ -123,27 +220,37 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
     data: Data | None = None,
+    runtime: Runtime = DEFAULT_RUNTIME,
 ) -> Trainer:
     """Train ``cfg`` to the end (or until ``stop_after`` epochs are done), resuming from
     ``run_dir/checkpoint.pt`` when it exists and checkpointing there after every epoch.
 
+    Under torch.distributed every rank calls this; rank 0 alone writes to ``run_dir``.
+
     Raises:
         TrainingDiverged: the loss of an epoch was not finite.
     """
+    ctx = distributed.context()
     t = build(cfg, device, data, run_dir.parent if run_dir is not None else None)
+    check_shards(t.data.n_train, cfg.batch_size, ctx.world)
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if (run_dir / CHECKPOINT).exists():
+        if distributed.broadcast_object((run_dir / CHECKPOINT).exists()):
             t.load_state_dict(io.load_checkpoint(run_dir / CHECKPOINT, device))
-        elif not (run_dir / INIT).exists():
+        elif ctx.is_main and not (run_dir / INIT).exists():
             io.save_torch({"model": t.model.state_dict()}, run_dir / INIT)  # replicas need it
+    run_info = {**asdict(runtime), "processes": ctx.world, "from_epoch": t.epoch}
+    if not t.runtimes or {**t.runtimes[-1], "from_epoch": t.epoch} != run_info:
+        t.runtimes.append(run_info)
+    net, eval_net = prepare(t, device, runtime)
     lr = Schedule.parse(cfg.lr_schedule)
     l1 = l1_weights(t.model) if cfg.l1 > 0 else []
     last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
     steps = t.data.steps_per_epoch(cfg.batch_size)
+    n = t.data.n_train
     bar = io.progress_bar(
         total=(cfg.epochs - t.epoch) * steps,
-        enabled=progress,
+        enabled=progress and ctx.is_main,
         desc=f"{cfg.method} s={cfg.sparsity} seed={cfg.seed}",
     )
     while t.epoch < last:
@@ -153,34 +260,46 @@ def train(
         t.model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
-        for x, y in t.data.batches(cfg.batch_size, train=True, epoch=t.epoch, seed=cfg.seed):
-            out = t.model(x)
-            loss = F.cross_entropy(out, y)
-            t.optimizer.zero_grad(set_to_none=False)
-            loss.backward()
-            for w in l1:  # L1 penalty l1 * sum|w| on the sparse weights, as a gradient term
-                w.grad.add_(w.detach().sign(), alpha=cfg.l1)
-            t.method.before_step()
-            t.optimizer.step()
-            event = t.method.after_step()
-            if event is not None:
-                t.events.append(event)
-            loss_sum += loss.detach() * len(y)
-            correct += (out.argmax(1) == y).sum()
-            bar.update(1)
-        n = len(t.data.train_y)
-        train_loss = loss_sum.item() / n
+        batches = t.data.batches(
+            cfg.batch_size, train=True, epoch=t.epoch, seed=cfg.seed, shard=ctx.shard
+        )
+        with sync_warnings(device, runtime):  # no host sync per step (see the module doc)
+            for i, (x, y) in enumerate(batches):
+                with autocast(device, runtime):
+                    out = net(memory_format(x, runtime))
+                    if ctx.world == 1:
+                        loss = F.cross_entropy(out, y)
+                        loss_sum += loss.detach() * len(y)
+                    else:  # DDP averages over ranks: scale so that it is the global batch's mean
+                        total = F.cross_entropy(out, y, reduction="sum")
+                        loss = total * (ctx.world / min(cfg.batch_size, n - i * cfg.batch_size))
+                        loss_sum += total.detach()
+                t.optimizer.zero_grad(set_to_none=False)
+                loss.backward()
+                for w in l1:  # L1 penalty l1 * sum|w| on the sparse weights, as a gradient term
+                    w.grad.add_(w.detach().sign(), alpha=cfg.l1)
+                t.method.before_step()
+                t.optimizer.step()
+                event = t.method.after_step()
+                if event is not None:
+                    if ctx.world > 1:
+                        event["ranks_agreed"] = distributed.sync_after_update(t.method, t.optimizer)
+                    t.events.append(event)
+                correct += (out.argmax(1) == y).sum()
+                bar.update(1)
+        train_loss = distributed.all_reduce_sum(loss_sum).item() / n
         if not math.isfinite(train_loss):
             bar.close()
             raise TrainingDiverged(f"training loss became {train_loss} in epoch {t.epoch}")
-        test_loss, test_acc = evaluate(t.model, t.data)
+        train_acc = 100.0 * distributed.all_reduce_sum(correct).item() / n
+        test_loss, test_acc = evaluate(eval_net, t.data, shard=ctx.shard, runtime=runtime)
         counts = count_parameters(t.model)
         t.history.append(
             {
                 "epoch": t.epoch,
                 "lr": lr(t.epoch),
                 "train_loss": train_loss,
-                "train_acc": 100.0 * correct.item() / n,
+                "train_acc": train_acc,
                 "test_loss": test_loss,
                 "test_acc": test_acc,
                 "active_params": counts["active"],
@@ -190,7 +309,8 @@ def train(
         )
         t.epoch += 1
         bar.set_postfix(epoch=t.epoch, test_acc=f"{test_acc:.2f}")
-        if run_dir is not None:
+        if run_dir is not None and ctx.is_main:
             io.save_torch(t.state_dict(), run_dir / CHECKPOINT)
+        distributed.barrier()
     bar.close()
     return t

@@ -12,6 +12,8 @@ class reproduces by default:
 * adapt H: halve it if K > (1 + delta) Np, double it if K < (1 - delta) Np.
 
 Options that the paper leaves open: ``grow_init`` ("zero" | "kaiming") and ``reset_momentum``.
+``granularity="kernel"`` prunes and regrows whole kxk kernels scored by their mean |w|, as in
+the paper's extra runs with structured sparsity (:mod:`dsr.methods.kernels`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dsr.methods import kernels
 from dsr.methods.base import Scheduled, register, split_proportional
 
 
@@ -34,6 +37,7 @@ class DSR(Scheduled):
         "realloc_stop",
         "grow_init",
         "reset_momentum",
+        "granularity",
     )
 
     def __init__(
@@ -47,11 +51,19 @@ class DSR(Scheduled):
         realloc_stop: int = 10**9,
         grow_init: str = "zero",
         reset_momentum: bool = False,
+        granularity: str = "weight",
         **kw,
     ):
         self.np_target, self.threshold, self.delta = np_target, h0, delta
         self.grow_init, self.reset_momentum = grow_init, reset_momentum
+        self.granularity = granularity
         super().__init__(model, realloc_schedule=realloc_schedule, realloc_stop=realloc_stop, **kw)
+
+    def init_masks(self) -> None:
+        if self.granularity == "kernel":
+            kernels.init_masks(self.masks, self.sparsity, self.generator)
+        else:
+            super().init_masks()
 
     @torch.no_grad()
     def prune(self) -> list[torch.Tensor]:
@@ -96,9 +108,16 @@ class DSR(Scheduled):
 
     def update(self) -> dict:
         threshold = self.threshold
-        pruned = self.prune()
-        grown = self.grow(pruned)
-        k = sum(len(p) for p in pruned)
+        if self.granularity == "kernel":
+            units = kernels.prune(self.masks, self.threshold)
+            grown = kernels.grow(self, units)
+            sizes = [kernels.unit_size(w) for w in self.masks.weights]
+            pruned_per_tensor = [len(u) * k for u, k in zip(units, sizes)]
+        else:
+            pruned = self.prune()
+            grown = self.grow(pruned)
+            pruned_per_tensor = [len(p) for p in pruned]
+        k = sum(pruned_per_tensor)
         if k > (1 + self.delta) * self.np_target:
             self.threshold /= 2
         elif k < (1 - self.delta) * self.np_target:
@@ -108,7 +127,7 @@ class DSR(Scheduled):
             "next_threshold": self.threshold,
             "pruned": k,
             "grown": sum(grown),
-            "pruned_per_tensor": [len(p) for p in pruned],
+            "pruned_per_tensor": pruned_per_tensor,
             "grown_per_tensor": grown,
         }
 

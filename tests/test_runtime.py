@@ -1,0 +1,109 @@
+"""Runtime options (bf16, channels-last, torch.compile), the submitit launcher of ``sweep``, and
+the GPU check script without the book's packages (all on the CPU here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from dsr.__main__ import main
+from dsr.runs import run
+from dsr.train import Runtime, train
+from tests.conftest import tiny
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def test_bf16_autocast_is_recorded_in_the_summary(tmp_path):
+    """A bf16 run says so (precision and runtime); its active count is still conserved."""
+    rec = run(tiny(epochs=1), tmp_path, progress=False, runtime=Runtime(bf16=True))
+    assert rec.summary["precision"] == "bf16-autocast"
+    assert rec.summary["runtime"] == [
+        {"channels_last": False, "bf16": True, "compile": False, "sync_debug": False,
+         "processes": 1, "from_epoch": 0}
+    ]  # fmt: skip
+    assert rec.summary["reallocations"] > 0
+
+
+def wrn16(**kw):
+    return tiny(
+        model="wrn16_2", epochs=1, train_subset=64, test_subset=64, realloc_schedule="0:1", **kw
+    )
+
+
+def test_channels_last_trains_the_same_network(tmp_path):
+    """Channels-last inputs give the masks and (to float tolerance) the weights of the default
+    layout, with reallocations on the way: mask indices keep their meaning."""
+    a = train(wrn16(), progress=False)
+    b = train(wrn16(), progress=False, runtime=Runtime(channels_last=True))
+    assert len(a.events) == len(b.events) > 0
+    assert all(torch.equal(x, y) for x, y in zip(a.method.masks.masks, b.method.masks.masks))
+    for (k, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.allclose(x.float(), y.float(), rtol=1e-3, atol=1e-4), k
+
+
+def test_compile_option_runs_the_model_through_torch_compile(monkeypatch):
+    """With ``compile`` the loop trains through torch.compile's module (traced here by its
+    eager backend, as inductor needs minutes on this CPU) and reaches the same weights."""
+    calls = []
+    original = torch.compile
+
+    def eager(model, **kw):
+        calls.append(type(model).__name__)
+        return original(model, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager)
+    a = train(tiny(epochs=1), progress=False)
+    b = train(tiny(epochs=1), progress=False, runtime=Runtime(compile=True))
+    assert calls == ["LeNet300"]
+    assert all(torch.equal(x, y) for x, y in zip(a.model.parameters(), b.model.parameters()))
+
+
+def test_sweep_through_submitits_local_executor(tmp_path, monkeypatch, capsys):
+    """``sweep --launcher local-submitit`` runs each config as a submitit job (a subprocess)
+    and the results land in the run cache."""
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    root = tmp_path / "runs"
+    code = main(
+        ["sweep", "--protocol", "lenet300-mnist", "--budget", "smoke", "--dataset", "synthetic",
+         "--epochs", "1", "--methods", "dsr,static", "--launcher", "local-submitit",
+         "--runs-root", str(root), "--no-progress"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "2 finished, 0 failed" in out, out
+    assert len(list(root.glob("*/summary.json"))) == 2
+    assert len(list((root / ".submitit").iterdir())) == 2  # one log folder per job
+
+
+BLOCKER = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {"yaml", "tqdm", "seaborn", "papermill", "matplotlib",
+                                  "pandas", "jupyter_book", "myst_nb", "submitit", "scipy"}:
+            raise ImportError(f"{name} is blocked")
+sys.meta_path.insert(0, Block())
+sys.argv = ["gpu_check.py", "--smoke", "--device", "cpu"]
+import runpy
+runpy.run_path("scripts/gpu_check.py", run_name="__main__")
+"""
+
+
+def test_gpu_check_script_runs_with_only_torch_and_torchvision(tmp_path):
+    """scripts/gpu_check.py (smoke sizes, CPU) passes with the book's packages, tqdm and yaml
+    unimportable: the package imports them only where they are needed."""
+    out = subprocess.run(
+        [sys.executable, "-c", BLOCKER],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "DSR_RUNS": str(tmp_path)},
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert '{"passed": true}' in out.stdout
+    assert "PASS  short WRN-28-2 DSR run" in out.stdout
