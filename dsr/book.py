@@ -18,13 +18,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from dsr.data import PROJECT, data_root
 
 SOURCES = ("_config.yml", "_toc.yml", "_static", "book")
 # Parameter values a profile sets in every notebook that declares them; the smoke profile
-# keeps one sparsity so that each notebook trains its runs in seconds.
-PROFILE_PARAMETERS: dict[str, dict[str, str]] = {"smoke": {"sparsities": "0.9"}}
+# keeps one sparsity (shared by all notebooks, so later ones reuse the runs of earlier ones).
+PROFILE_PARAMETERS: dict[str, dict[str, Any]] = {"smoke": {"sparsities": "0.9", "sparsity": 0.9}}
 
 
 class BookError(RuntimeError):
@@ -40,7 +41,7 @@ def has_mnist() -> bool:
     return (data_root() / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exists()
 
 
-def parameters(notebook: Path, profile: str, runs_root: Path | None) -> dict[str, str]:
+def parameters(notebook: Path, profile: str, runs_root: Path | None) -> dict[str, Any]:
     """The values to inject into ``notebook``: the profile, its parameter values and the run
     cache, each only if the notebook declares it. Without MNIST the smoke profile uses the
     ``synthetic`` data set (its runs are labelled so)."""
@@ -70,7 +71,7 @@ def kernel_environment() -> None:
     os.environ["JUPYTER_PREFER_ENV_PATH"] = "1"  # the venv's kernel spec before a user's
 
 
-def execute(notebook: Path, target: Path, values: dict[str, str], timeout: int | None) -> None:
+def execute(notebook: Path, target: Path, values: dict[str, Any], timeout: int | None) -> None:
     """Execute one notebook into ``target`` with papermill.
 
     Raises:

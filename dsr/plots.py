@@ -29,12 +29,17 @@ def empty(ax: Axes, text: str) -> None:
 
 
 def points(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str, colours: dict) -> None:
-    """Mean ± sd per (x, hue) as connected points, every run as a small dot."""
+    """Mean ± sd per (x, hue) as connected points, every run as a dot beside its mean."""
     order = sorted(df[x].unique())
     hues = [h for h in colours if h in set(df[hue])]
     kw = dict(data=df, x=x, y=y, hue=hue, order=order, hue_order=hues, palette=colours, ax=ax)
-    sns.pointplot(**kw, errorbar="sd", dodge=0.3, markers="o", capsize=0.1)
-    sns.stripplot(**kw, dodge=True, size=3, alpha=0.6, legend=False, jitter=False)
+    # stripplot's dodge puts hue level i at (i + 1/2) / n of a 0.8-wide slot; pointplot spreads
+    # its levels evenly over `dodge`: 0.8 (n - 1) / n puts both at the same places
+    sns.pointplot(**kw, errorbar="sd", dodge=0.8 * (len(hues) - 1) / len(hues), capsize=0.1)
+    sns.stripplot(**kw, dodge=True, size=5, alpha=0.7, legend=False, jitter=False,
+                  edgecolor="black", linewidth=0.5)  # fmt: skip
+    if ax.get_legend() is not None:
+        ax.get_legend().set_title("method")
 
 
 def accuracy_vs_sparsity(st: results.Study) -> Figure:
@@ -68,7 +73,7 @@ def dense_line(ax: Axes, done: pd.DataFrame) -> None:
     dense = done[done.method == "dense"]
     if len(dense):
         ax.axhline(dense.test_acc.mean(), color="0.3", ls="--", lw=1, label="dense (mean)")
-        ax.legend(fontsize="small")
+        ax.legend(title="method", fontsize="small")
 
 
 def seed_text(st: results.Study) -> str:
@@ -156,7 +161,12 @@ def imagenet(table: pd.DataFrame) -> Figure:
 
 
 def table(df: pd.DataFrame):
-    """A table for a page: no index column, floats in their shortest form, text uncut."""
+    """A table for a page: no index column, floats in their shortest form, text uncut; an
+    empty table reads "none"."""
+    if df.empty:
+        from IPython.display import Markdown
+
+        return Markdown("*none*")
     return df.style.hide(axis="index").format(
         lambda v: f"{v:g}" if isinstance(v, float) else v, na_rep="-"
     )

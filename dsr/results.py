@@ -442,13 +442,22 @@ def budget_text(st: Study) -> str:
 
 def provenance(st: Study) -> pd.DataFrame:
     """One row per finished run: what produced it (config hash, seed, code, data, device)."""
-    cols = ["label", "sparsity", "seed", "hash", "code_commit", "code_dirty", "data_variant"]
-    cols += ["data_checksum", "device", "torch", "finished"]
-    df = st.done()[cols].copy()
-    df["code_commit"] = [
-        f"{c[:10]}{' (modified)' if d else ''}" for c, d in zip(df.code_commit, df.code_dirty)
-    ]
-    return df.drop(columns="code_dirty").rename(columns={"label": "method"}).reset_index(drop=True)
+    done = st.done()
+    return pd.DataFrame(
+        {
+            "method": done.label,
+            "sparsity": done.sparsity,
+            "seed": done.seed,
+            "config hash": done.hash,
+            "code commit": [
+                f"{c[:10]}{' (modified)' if d else ''}"
+                for c, d in zip(done.code_commit, done.code_dirty)
+            ],
+            "data": [f"{v} ({c[:8]})" for v, c in zip(done.data_variant, done.data_checksum)],
+            "device": done.device,
+            "torch": done.torch,
+        }
+    ).reset_index(drop=True)
 
 
 def status_table(st: Study) -> pd.DataFrame:

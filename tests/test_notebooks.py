@@ -10,7 +10,7 @@ import papermill
 import pytest
 import yaml
 
-from dsr.book import notebooks
+from dsr.book import notebooks, parameters
 from dsr.config import RunConfig
 from dsr.data import PROJECT
 from dsr.results import NOTEBOOK_ONLY
@@ -59,3 +59,22 @@ def test_every_notebook_is_in_the_table_of_contents():
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
     listed = sorted(f for f in files if f.startswith("notebooks/"))
     assert listed == [f"notebooks/{nb.stem}" for nb in NOTEBOOKS]
+
+
+def test_smoke_profile_injects_only_declared_parameters(tmp_path):
+    """Notebook 4 declares `sparsity`, not `sparsities`: it gets the first, never the second."""
+    nb = next(p for p in NOTEBOOKS if p.name.startswith("04_"))
+    values = parameters(nb, "smoke", tmp_path)
+    assert values == {"profile": "smoke", "sparsity": 0.9, "runs_root": str(tmp_path)}
+
+
+def test_smoke_profile_falls_back_to_synthetic_data_without_mnist(tmp_path, monkeypatch):
+    """With no MNIST under the data root, the smoke profile runs on `synthetic`."""
+    monkeypatch.setenv("DSR_DATA_ROOT", str(tmp_path))
+    values = parameters(NOTEBOOKS[0], "smoke", None)
+    assert values["dataset"] == "synthetic"
+
+
+def test_default_profile_injects_nothing_but_the_profile():
+    """The default profile keeps every other parameter of the notebook as committed."""
+    assert parameters(NOTEBOOKS[0], "default", None) == {"profile": "default"}

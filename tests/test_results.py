@@ -124,8 +124,8 @@ def test_smoke_profile_trains_missing_runs_and_records_provenance(smoke_dsr):
     prov = results.provenance(smoke_dsr)
     assert list(smoke_dsr.runs.status) == ["done", "done"]
     assert list(prov.seed) == [0, 1]
-    assert set(prov.data_variant) == {"synthetic"}
-    assert list(prov.hash) == list(smoke_dsr.runs.hash)
+    assert [d.split()[0] for d in prov.data] == ["synthetic", "synthetic"]
+    assert list(prov["config hash"]) == list(smoke_dsr.runs.hash)
 
 
 def test_density_log_conserves_the_non_zero_count(smoke_dsr):
