@@ -42,7 +42,10 @@ def glued(nb: nbformat.NotebookNode) -> dict[str, str]:
         for o in cell.get("outputs", []):
             name = o.get("metadata", {}).get("scrapbook", {}).get("name")
             if name:
-                out[name] = ast.literal_eval(o["data"]["text/plain"])
+                prefix = o["metadata"]["scrapbook"].get("mime_prefix", "")
+                data = o["data"]
+                text = data.get("text/plain", data.get(f"{prefix}text/plain"))
+                out[name] = ast.literal_eval(text)
     return out
 
 
