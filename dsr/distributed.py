@@ -18,8 +18,10 @@ up to the order of floating-point sums:
   and gradients, so all ranks take the same decisions. After every update rank 0 broadcasts its
   masks, sparse weights, their momentum and the method's state anyway, as a guard against
   non-deterministic kernels (a GPU sum that lands on the other side of a threshold); the
-  reallocation log records whether any rank had differed (``ranks_agreed``). The update's
-  ``nonzero()`` / ``randperm`` calls synchronise with the host, but only on update steps;
+  reallocation log records whether any rank had differed (``ranks_agreed``). A method that
+  changes masks every step but logs less often (DeepR: once per epoch) is checked and guarded
+  at its log entries. DSR's ``nonzero()`` / ``randperm`` calls synchronise with the host, but
+  only on update steps;
 * rank 0 alone writes files; on resume every rank reads the checkpoint (a multi-node run needs
   a run folder on a shared file system).
 """

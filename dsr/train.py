@@ -145,16 +145,18 @@ def evaluate(
 ) -> tuple[float, float]:
     """Test loss and accuracy (percent) over the whole test set (each rank a shard)."""
     model.eval()
-    first = next(model.parameters())
-    loss = torch.zeros((), dtype=torch.float64, device=first.device)
-    correct = torch.zeros((), dtype=torch.int64, device=first.device)
+    device = next(model.parameters()).device
+    losses, correct = [], torch.zeros((), dtype=torch.int64, device=device)
     for x, y in data.batches(batch_size, train=False, shard=shard):
-        with autocast(first.device, runtime):
+        with autocast(device, runtime):
             out = model(memory_format(x, runtime))
-            loss += F.cross_entropy(out.float(), y, reduction="sum").double()
+            losses.append(F.cross_entropy(out.float(), y, reduction="sum"))
         correct += (out.argmax(1) == y).sum()
-    loss, correct = distributed.all_reduce_sum(loss), distributed.all_reduce_sum(correct)
-    return loss.item() / data.n_test, 100.0 * correct.item() / data.n_test
+    loss = sum(torch.stack(losses).tolist()) if losses else 0.0  # float64 sum, in order
+    where = device if distributed.context().world > 1 else "cpu"  # (no float64 on MPS)
+    totals = torch.tensor([loss, float(correct)], dtype=torch.float64, device=where)
+    loss, right = distributed.all_reduce_sum(totals).tolist()
+    return loss / data.n_test, 100.0 * right / data.n_test
 
 
 def autocast(device: torch.device | str, runtime: Runtime):
