@@ -97,7 +97,7 @@ class Trainer:
         self.method.load_state_dict(state["method"])
         self.epoch, self.history, self.events = state["epoch"], state["history"], state["events"]
         self.runtimes = state.get("runtimes", [])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # mapped to a GPU on load
 
 
 def data_shape(cfg: RunConfig) -> tuple[int, ...]:
