@@ -668,12 +668,14 @@ def paper_pivot(model: str, dataset: str) -> pd.DataFrame:
 
 
 def wall_time(st: Study, label: str) -> str:
-    """Wall time per run of one method, e.g. ``"1520 ± 31 s per run (2 runs, cpu ...)"``."""
+    """Wall time per run of one method: ``"1520 ± 31 s per run (2 runs on cpu ...)"``."""
     g = st.done()
     g = g[g.label == label]
     if g.empty:
         return "not run here"
-    return f"{mean_std(g.wall_seconds, 0)} s per run on {', '.join(sorted(set(g.device)))}"
+    spread = f" ± {g.wall_seconds.std(ddof=1):.0f}" if len(g) > 1 else ""
+    where = ", ".join(sorted(set(g.device)))
+    return f"{g.wall_seconds.mean():.0f}{spread} s per run ({len(g)} runs on {where})"
 
 
 def model_available(model: str) -> bool:
