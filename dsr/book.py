@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,8 @@ SOURCES = ("_config.yml", "_toc.yml", "_static", "book")
 # Parameter values a profile sets in every notebook that declares them; the smoke profile
 # keeps one sparsity (shared by all notebooks, so later ones reuse the runs of earlier ones).
 PROFILE_PARAMETERS: dict[str, dict[str, Any]] = {"smoke": {"sparsities": "0.9", "sparsity": 0.9}}
+# ... and per notebook (by number): one ResNet-50 run is enough to check that code path.
+NOTEBOOK_PARAMETERS: dict[str, dict[str, dict[str, Any]]] = {"smoke": {"05": {"methods": "dsr"}}}
 
 
 class BookError(RuntimeError):
@@ -48,7 +52,8 @@ def parameters(notebook: Path, profile: str, runs_root: Path | None) -> dict[str
     import papermill
 
     declared = papermill.inspect_notebook(str(notebook))
-    values = {"profile": profile, **PROFILE_PARAMETERS.get(profile, {})}
+    own = NOTEBOOK_PARAMETERS.get(profile, {}).get(notebook.name[:2], {})
+    values = {"profile": profile, **PROFILE_PARAMETERS.get(profile, {}), **own}
     if runs_root is not None:
         values["runs_root"] = str(runs_root)
     if (
@@ -60,15 +65,45 @@ def parameters(notebook: Path, profile: str, runs_root: Path | None) -> dict[str
     return {k: v for k, v in values.items() if k in declared}
 
 
-def kernel_environment() -> None:
-    """Make kernels started from here import this project with this environment's python,
-    and build matplotlib's font cache here, so that no notebook prints that it is building it."""
+@contextmanager
+def kernel_environment(extra: dict[str, str]) -> Iterator[None]:
+    """While open, kernels started from here import this project with this environment's
+    python and see ``extra`` environment variables; the environment is restored afterwards.
+    Matplotlib's font cache is built here, so that no notebook prints that it is building it."""
     import matplotlib.font_manager  # noqa: F401  (builds the cache on first import)
 
+    saved = dict(os.environ)
     path = os.environ.get("PYTHONPATH", "")
     if str(PROJECT) not in path.split(os.pathsep):
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT), path) if p)
     os.environ["JUPYTER_PREFER_ENV_PATH"] = "1"  # the venv's kernel spec before a user's
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def smoke_data(out: Path) -> dict[str, str]:
+    """Environment for the smoke profile: where the data root has no ImageNet folder and the
+    package reads image folders, a data root in ``out`` holding links to the real root's data
+    sets and a tiny generated ``imagenet/`` (10 classes of coloured noise), read without
+    loader processes. Runs on it are checks of the code path, not ImageNet results."""
+    try:
+        from dsr.imagefolder import make_image_folder
+    except ImportError:
+        return {}
+    real = data_root()
+    if (real / "imagenet").exists():
+        return {}
+    root = out / "smoke-data"
+    if not (root / "imagenet").exists():
+        make_image_folder(root / "imagenet")
+    for entry in real.iterdir() if real.is_dir() else []:
+        if not (root / entry.name).exists():
+            (root / entry.name).symlink_to(entry.resolve())
+    return {"DSR_DATA_ROOT": str(root), "DSR_LOADER_WORKERS": "0"}
 
 
 def execute(notebook: Path, target: Path, values: dict[str, Any], timeout: int | None) -> None:
@@ -80,7 +115,6 @@ def execute(notebook: Path, target: Path, values: dict[str, Any], timeout: int |
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    kernel_environment()
     try:
         papermill.execute_notebook(
             str(notebook),
@@ -157,9 +191,10 @@ def build(
         raise BookError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
     out = out.resolve()
     src = stage(out)
-    for nb in notebooks():
-        start = time.perf_counter()
-        values = parameters(nb, profile, runs_root)
-        execute(nb, src / "notebooks" / nb.name, values, timeout)
-        log(f"executed {nb.name} ({time.perf_counter() - start:.0f} s) with {values}")
+    with kernel_environment(smoke_data(out) if profile == "smoke" else {}):
+        for nb in notebooks():
+            start = time.perf_counter()
+            values = parameters(nb, profile, runs_root)
+            execute(nb, src / "notebooks" / nb.name, values, timeout)
+            log(f"executed {nb.name} ({time.perf_counter() - start:.0f} s) with {values}")
     return render(src, out)

@@ -642,23 +642,20 @@ def cluster_commands(model: str, methods: str, sparsities: str, seeds: str, gpus
 
 
 def imagenet_summary(table: pd.DataFrame, st: Study) -> dict[str, str]:
-    """Notebook 5's row of the summary table, from the verified rows of the paper's table
-    only (the ICLR-2019 submission's Table 2), at the study's highest sparsity."""
+    """Notebook 5's row of the summary table: the paper's checked rows only (the ICLR-2019
+    submission's Table 2) and our runs, at the study's highest sparsity."""
     s = max(st.sparsities)
     ok = table[(table.checked == "yes") & (table.sparsity == s)].set_index("method")
     paper = f"dsr {ok.top1['dsr']} vs static {ok.top1['static']} top-1 at s = {s:g} (one run each)"
-    done = st.done()
-    ours = summarize(st) if len(done) else None
+    ours = summarize(st)
+    ours = ours[(ours.sparsity == s) & (ours.runs > 0)]
+    cells = [f"{m} {a}" for m, a in zip(ours.method, ours.accuracy)]
+    ran = f"{st.variant()}, {st.budget} budget" if len(ours) else "not run here"
     return {
         "summary_paper": paper,
-        "summary_ours": headline(ours, "dsr", "static", s, st.variant())
-        if ours is not None
-        else "not run here",
-        "summary_budget": f"ResNet-50 / {st.dataset}: "
-        + ("not run here" if ours is None else f"{st.budget} budget"),
-        "summary_verdict": "not run here"
-        if ours is None
-        else verdict_beats(st, "dsr", ["static"]).label,
+        "summary_ours": f"{', '.join(cells)} at s = {s:g}" if cells else "not run here",
+        "summary_budget": f"ResNet-50 / {ran}",
+        "summary_verdict": verdict_beats(st, "dsr", ["static"]).label,
     }
 
 
@@ -671,12 +668,14 @@ def paper_pivot(model: str, dataset: str) -> pd.DataFrame:
 
 
 def wall_time(st: Study, label: str) -> str:
-    """Wall time per run of one method, e.g. ``"1520 ± 31 s per run (2 runs, cpu ...)"``."""
+    """Wall time per run of one method: ``"1520 ± 31 s per run (2 runs on cpu ...)"``."""
     g = st.done()
     g = g[g.label == label]
     if g.empty:
         return "not run here"
-    return f"{mean_std(g.wall_seconds, 0)} s per run on {', '.join(sorted(set(g.device)))}"
+    spread = f" ± {g.wall_seconds.std(ddof=1):.0f}" if len(g) > 1 else ""
+    where = ", ".join(sorted(set(g.device)))
+    return f"{g.wall_seconds.mean():.0f}{spread} s per run ({len(g)} runs on {where})"
 
 
 def model_available(model: str) -> bool:

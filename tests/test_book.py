@@ -16,7 +16,7 @@ import nbformat
 import pytest
 import yaml
 
-from dsr.book import build, notebooks
+from dsr.book import BookError, build, notebooks, render
 from dsr.data import PROJECT
 
 SUMMARY_KEYS = ("summary_paper", "summary_ours", "summary_budget", "summary_verdict")
@@ -93,7 +93,7 @@ def test_summary_table_shows_every_claims_verdict(book):
 def test_dynamic_vs_static_ran_and_says_its_budget(book):
     """Claim 1 trained its smoke runs: its verdict is computed and names the smoke budget."""
     verdict = glued(executed(book, "01_dynamic_vs_static.ipynb"))["summary_verdict"]
-    assert verdict.endswith("reproduced (smoke budget)")
+    assert re.fullmatch(r"(not |partly )?reproduced \(smoke budget(, on synthetic)?\)", verdict)
 
 
 @pytest.mark.parametrize("name", [nb.stem for nb in notebooks()])
@@ -109,3 +109,15 @@ def test_smoke_runs_are_fresh(book):
     summaries = list(Path(book["runs"]).glob("*/summary.json"))
     assert summaries
     assert min(p.stat().st_mtime for p in summaries) >= book["start"]
+
+
+def test_a_warning_fails_the_build(tmp_path):
+    """A page with a broken cross-reference is an error (jupyter-book -W), in one line."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "_config.yml").write_text("title: t\nexecute:\n  execute_notebooks: 'off'\n")
+    (src / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
+    (src / "intro.md").write_text("# Intro\n\nSee {doc}`no_such_page`.\n")
+    with pytest.raises(BookError, match="WARNING") as e:
+        render(src, tmp_path / "out")
+    assert "\n" not in str(e.value)

@@ -146,3 +146,11 @@ def test_final_density_matches_the_summary(smoke_dsr):
     last = over[over.step == over.step.max()].active.tolist()
     assert final.active.tolist() == last
     assert final.tensor.tolist() == ["fc1", "fc2", "fc3"]
+
+
+def test_wall_time_is_mean_and_spread_over_the_methods_runs():
+    """Two dsr runs of 100 s and 120 s: "110 ± 14 s per run (2 runs on <device>)"."""
+    st = fake([("dsr", 0.9, 0, 98.0, "mnist"), ("dsr", 0.9, 1, 98.2, "mnist")])
+    st.runs = st.runs.assign(wall_seconds=[100.0, 120.0], device="cpu (x86_64, 1 threads)")
+    assert results.wall_time(st, "dsr") == "110 ± 14 s per run (2 runs on cpu (x86_64, 1 threads))"
+    assert results.wall_time(st, "static") == "not run here"
