@@ -191,41 +191,59 @@ def realloc_method(build, method: str, np_target: int, device: str):
         m.alpha = np_target / m.masks.total_active()
         m.dense_grads = [torch.randn_like(w) for w in m.masks.weights]
     if method == "dsr":  # a threshold just above the Np-th smallest active |w|
-        active = torch.cat([w[k].abs() for w, k in zip(m.masks.weights, m.masks.masks)])
+        active = torch.cat([w.detach()[k].abs() for w, k in zip(m.masks.weights, m.masks.masks)])
         m.h = float(active.kthvalue(np_target).values) * (1 + 1e-6)
     return m
 
 
-def time_update(m, repeats: int, device: str) -> tuple[float, int]:
-    """Median time of ``m.update()`` from the same weights, masks and state each time, and
-    the number of weights it moved."""
-    weights = [w.detach().clone() for w in m.masks.weights]
-    masks = [k.clone() for k in m.masks.masks]
-    grads = getattr(m, "dense_grads", None)
-    times, events = [], []
-    for _ in range(repeats):
-        with torch.no_grad():
-            for w, k, w0, k0 in zip(m.masks.weights, m.masks.masks, weights, masks):
-                w.copy_(w0)
-                k.copy_(k0)
-        if hasattr(m, "h"):
-            m.threshold = m.h
-        m.dense_grads = grads
-        times.append(timed(lambda: events.append(m.update()), device))
-    return statistics.median(times), events[-1]["pruned"]
+class Snapshot:
+    """A method's weights, masks and update state, restored before each timed update."""
+
+    def __init__(self, m):
+        self.m = m
+        self.weights = [w.detach().clone() for w in m.masks.weights]
+        self.masks = [k.clone() for k in m.masks.masks]
+        self.grads = getattr(m, "dense_grads", None)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for w, k, w0, k0 in zip(self.m.masks.weights, self.m.masks.masks, self.weights, self.masks):
+            w.copy_(w0)
+            k.copy_(k0)
+        if hasattr(self.m, "h"):
+            self.m.threshold = self.m.h
+        self.m.dense_grads = self.grads
+
+
+def time_updates(methods: dict, repeats: int, device: str) -> dict[str, tuple[float, int]]:
+    """Median time of one ``update()`` of each method, always from the same state, the methods
+    alternating round by round (the first round, a warm-up, is not counted); and the number
+    of weights each update moved."""
+    snaps = {name: Snapshot(m) for name, m in methods.items()}
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    moved: dict[str, int] = {}
+    for _ in range(repeats + 1):
+        for name, m in methods.items():
+            snaps[name].restore()
+            synchronize(device)
+            t0 = time.perf_counter()
+            event = m.update()
+            synchronize(device)
+            times[name].append(time.perf_counter() - t0)
+            moved[name] = event["pruned"]
+    return {name: (statistics.median(t[1:]), moved[name]) for name, t in times.items()}
 
 
 def bench_realloc(repeats: int, device: str) -> None:
     print(f"\n{'reallocation (s = 0.9)':24} {'method':6} {'moved':>8} {'ms':>10} {'/ DSR':>7}")
     cases = (("WRN-28-2", wrn_weights, 20000), ("ResNet-50 (25.5 M)", resnet50_weights, 400000))
     for label, build, np_target in cases:
-        base = None
-        for method in ("dsr", "set", "rigl"):
-            t, moved = time_update(
-                realloc_method(build, method, np_target, device), repeats, device
-            )
-            base = base or t
+        methods = {m: realloc_method(build, m, np_target, device) for m in ("dsr", "set", "rigl")}
+        result = time_updates(methods, repeats, device)
+        base = result["dsr"][0]
+        for method, (t, moved) in result.items():
             print(f"{label:24} {method:6} {moved:8d} {1e3 * t:10.2f} {t / base:7.2f}")
+        del methods
 
 
 def bench_deepr(repeats: int, device: str, batch: int = 100) -> None:
