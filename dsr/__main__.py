@@ -30,6 +30,23 @@ FIELD_HELP = {
     "reset_momentum": "zero the momentum of regrown weights (official: false)",
     "granularity": "DSR prunes and regrows single weights or whole kxk kernels: weight | kernel",
     "image_size": "side of the square crops of streamed images (imagenet; 0: the model's 224)",
+    "sparse_init": "initial masks: uniform (same sparsity per tensor) or erk",
+    "source_epochs": "pruning / static_replica: epochs of the run they start from (0: epochs)",
+    "source_lr_schedule": "pruning / static_replica: the source run's lr_schedule ('': same)",
+    "set_zeta": "SET's pruned fraction per tensor (0: Np / active, DSR's volume)",
+    "set_variant": "SET as the DSR paper ran it (dsr) or Mocanu et al.'s (original)",
+    "deepr_eta": "DeepR: gradient noise std is sqrt(2 eta T)",
+    "deepr_temperature_schedule": "DeepR temperature T per epoch, 'epoch:T,...'",
+    "deepr_sign_reference": "DeepR sign reference: previous (correct) or stale_init (official)",
+    "prune_every": "pruning: epochs between two prunes",
+    "prune_times": "pruning: number of prunes on the cubic schedule",
+    "replica_of_seed": "static_replica: seed of the source dsr run (-1: this run's seed)",
+    "replica_init": "static_replica weights: fresh (new seed) or source (the dsr run's init)",
+    "thin_match": "thin_dense sized to the sparse network's params or memory (1 bit / mask)",
+    "rigl_drop_fraction": "RigL's alpha, cosine-annealed to 0",
+    "rigl_update_every": "RigL's Delta T, steps between mask updates",
+    "rigl_end": "RigL: fraction of training after which masks are frozen",
+    "snfs_prune_rate": "sparse momentum's prune rate p, cosine-annealed",
 }
 
 

@@ -4,7 +4,12 @@ Ratios (any device):
 
 * masked sparse training step (static masks) / dense training step, LeNet-300-100 and WRN-28-2,
   batch 100 (target <= 1.05);
-* one DSR reallocation / the P = 100 training steps between two reallocations (target <= 1%).
+* one DSR reallocation / the P = 100 training steps between two reallocations (target <= 1%);
+* the cost of one reallocation of SET and RigL as a ratio to DSR's, at the same volume (Np
+  weights pruned and regrown, s = 0.9), on WRN-28-2's sparse tensors (1.45 M positions,
+  Np = 20,000) and on every conv and FC weight of a ResNet-50 (25.5 M, Np = 400,000): the
+  DSR paper says its global threshold is cheaper than SET's per-tensor sort;
+* a DeepR training step (noise, sign checks, rewiring every iteration) / a static one.
 
 Steps are timed after warm-up, alternating sparse and dense so that drift hits both alike;
 medians are reported.
@@ -26,6 +31,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from dsr.methods import sparsify
 from dsr.models import create_model, input_shape
@@ -155,6 +161,123 @@ def count_syncs(images: int, device: str, runtime) -> tuple[int, int]:
     return len(syncs), data.steps_per_epoch(cfg.batch_size)
 
 
+def resnet50_weights() -> tuple[nn.Module, list[str]]:
+    """torchvision's ResNet-50 and the names of all its conv and FC layers (25,502,912
+    weights): a ResNet-50-sized set of sparse tensors."""
+    from torchvision.models import resnet50
+
+    model = resnet50()
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return model, names
+
+
+def wrn_weights() -> tuple[nn.Module, list[str]]:
+    model = create_model("wrn28_2")
+    return model, list(model.sparse_module_names())
+
+
+def realloc_method(build, method: str, np_target: int, device: str):
+    """A method at s = 0.9 on the model from ``build``, set to move about Np weights."""
+    torch.manual_seed(0)
+    model, names = build()
+    model = model.to(device)
+    hp = {
+        "dsr": dict(np_target=np_target, realloc_schedule="0:100"),
+        "set": dict(np_target=np_target, realloc_schedule="0:100"),
+        "rigl": dict(epochs=1),
+    }[method]
+    m = sparsify(model, method, sparsity=0.9, steps_per_epoch=10**9, names=names, **hp)
+    if method == "rigl":  # drop fraction at step 0 is alpha: prune Np in all
+        m.alpha = np_target / m.masks.total_active()
+        m.dense_grads = [torch.randn_like(w) for w in m.masks.weights]
+    if method == "dsr":  # a threshold just above the Np-th smallest active |w|
+        active = torch.cat([w.detach()[k].abs() for w, k in zip(m.masks.weights, m.masks.masks)])
+        m.h = float(active.kthvalue(np_target).values) * (1 + 1e-6)
+    return m
+
+
+class Snapshot:
+    """A method's weights, masks and update state, restored before each timed update."""
+
+    def __init__(self, m):
+        self.m = m
+        self.weights = [w.detach().clone() for w in m.masks.weights]
+        self.masks = [k.clone() for k in m.masks.masks]
+        self.grads = getattr(m, "dense_grads", None)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for w, k, w0, k0 in zip(self.m.masks.weights, self.m.masks.masks, self.weights, self.masks):
+            w.copy_(w0)
+            k.copy_(k0)
+        if hasattr(self.m, "h"):
+            self.m.threshold = self.m.h
+        self.m.dense_grads = self.grads
+
+
+def time_updates(methods: dict, repeats: int, device: str) -> dict[str, tuple[float, int]]:
+    """Median time of one ``update()`` of each method, always from the same state, the methods
+    alternating round by round (the first round, a warm-up, is not counted); and the number
+    of weights each update moved."""
+    snaps = {name: Snapshot(m) for name, m in methods.items()}
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    moved: dict[str, int] = {}
+    for _ in range(repeats + 1):
+        for name, m in methods.items():
+            snaps[name].restore()
+            synchronize(device)
+            t0 = time.perf_counter()
+            event = m.update()
+            synchronize(device)
+            times[name].append(time.perf_counter() - t0)
+            moved[name] = event["pruned"]
+    return {name: (statistics.median(t[1:]), moved[name]) for name, t in times.items()}
+
+
+def bench_realloc(repeats: int, device: str) -> None:
+    print(f"\n{'reallocation (s = 0.9)':24} {'method':6} {'moved':>8} {'ms':>10} {'/ DSR':>7}")
+    cases = (("WRN-28-2", wrn_weights, 20000), ("ResNet-50 (25.5 M)", resnet50_weights, 400000))
+    for label, build, np_target in cases:
+        methods = {m: realloc_method(build, m, np_target, device) for m in ("dsr", "set", "rigl")}
+        result = time_updates(methods, repeats, device)
+        base = result["dsr"][0]
+        for method, (t, moved) in result.items():
+            print(f"{label:24} {method:6} {moved:8d} {1e3 * t:10.2f} {t / base:7.2f}")
+        del methods
+
+
+def bench_deepr(repeats: int, device: str, batch: int = 100) -> None:
+    print(f"\n{'model':10} {'static ms':>10} {'deepr ms':>9} {'deepr/static':>13}")
+    for name, n in (("lenet300", repeats * 10), ("wrn28_2", max(3, repeats // 4))):
+        x = torch.randn(batch, *input_shape(name), device=device)
+        y = torch.randint(0, 10, (batch,), device=device)
+        fns = {}
+        for method in ("static", "deepr"):
+            model, opt, m = make(name, method, 0.9, device)
+            fns[method] = method_step(model, opt, m, x, y)
+        for _ in range(3):
+            fns["static"](), fns["deepr"]()
+        ts = {k: [] for k in fns}
+        for _ in range(n):
+            for k, fn in fns.items():
+                ts[k].append(timed(fn, device))
+        s, d = statistics.median(ts["static"]), statistics.median(ts["deepr"])
+        print(f"{name:10} {1e3 * s:10.2f} {1e3 * d:9.2f} {d / s:13.3f}")
+
+
+def method_step(model, opt, method, x, y):
+    """One training step through both of the method's hooks."""
+
+    def step() -> None:
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        method.before_step()
+        opt.step()
+        method.after_step()
+
+    return step
+
+
 def print_ratios(repeats: int, device: str) -> None:
     print(
         f"{'model':10} {'dense ms':>9} {'sparse ms':>10} {'sparse/dense':>13} "
@@ -196,6 +319,8 @@ def main(args) -> int:
         print(f"GPU: {torch.cuda.get_device_name(torch.device(device))}")
     if not args.no_ratios:
         print_ratios(args.repeats, device)
+        bench_realloc(max(3, args.repeats // 4), device)
+        bench_deepr(args.repeats, device)
     if args.images > 0:
         print_throughput(args.images, args.epochs, device, runtime)
     if args.sync_check and str(device).startswith("cuda"):

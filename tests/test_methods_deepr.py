@@ -70,7 +70,7 @@ def test_prunes_exactly_the_sign_flips_and_regrows_as_many_elsewhere_at_zero():
 def test_counts_are_conserved_per_tensor_and_logged_once_per_epoch():
     """Through 100 noisy iterations every tensor keeps its count; the two log entries (one
     per epoch) sum the sign-flip prunes of their 50 iterations."""
-    model, opt, m = toy("deepr", lr=0.5, deepr_temperature_schedule="0:1")
+    model, opt, m = toy("deepr", lr=0.1, deepr_temperature_schedule="0:0.01")
     start = m.masks.active_counts()
     events = train_steps(model, opt, m, 100, check=per_tensor_counts_conserved(start))
     assert [(e["step"], e["iterations"]) for e in events] == [(50, 50), (100, 50)]

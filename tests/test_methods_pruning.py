@@ -1,0 +1,93 @@
+"""Compressed sparse (Zhu & Gupta 2017) as the DSR paper ran it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from dsr.config import ConfigError
+from dsr.masks import exact_counts
+from dsr.methods import sparsify
+from dsr.methods.pruning import final_weights
+from dsr.runs import load_run, run
+from tests.conftest import tiny
+from tests.method_toys import toy_model
+
+PRUNING = dict(method="pruning", epochs=3, prune_every=1, prune_times=2, source_epochs=2)
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory):
+    """A pruning run at s = 0.9 and its dense source, in their own run cache."""
+    root = tmp_path_factory.mktemp("runs")
+    cfg = tiny(**PRUNING)
+    rec = run(cfg, root, progress=False)
+    source = load_run(tiny(method="dense", sparsity=0.0, epochs=2), root)
+    return rec, source
+
+
+def test_final_sparsity_is_exactly_s_in_every_tensor(pruned):
+    """The final masks have exact_counts(numels, 1 - s) active weights per tensor."""
+    rec, _ = pruned
+    masks = list(rec.final_masks().values())
+    expected = exact_counts([m.numel() for m in masks], 0.1)
+    assert [int(m.sum()) for m in masks] == expected
+    assert rec.summary["density"]["density"] == pytest.approx(0.1, abs=1e-5)
+
+
+def test_prunes_at_the_end_of_the_scheduled_epochs_on_the_cubic_schedule(pruned):
+    """Prune k at the last step of epoch (k - 1) * prune_every reaches s (1 - (1 - k/n)^3)
+    with exact counts."""
+    rec, _ = pruned
+    events = rec.reallocations()
+    steps = 16  # 512 synthetic examples, batch 32
+    assert [e["step"] for e in events] == [steps, 2 * steps]
+    numels = [m.numel() for m in rec.final_masks().values()]
+    for k, e in enumerate(events, start=1):
+        target = 0.9 * (1 - (1 - k / 2) ** 3)
+        assert e["target_sparsity"] == pytest.approx(target)
+        assert e["active"] == exact_counts(numels, 1 - target)
+
+
+def test_starts_from_the_dense_runs_final_weights(pruned):
+    """The cached dense run of the same protocol exists, and the pruning run's initial
+    weights are its final weights exactly."""
+    rec, source = pruned
+    assert source is not None and source.config.epochs == 2
+    init = torch.load(rec.path / "init.pt", weights_only=True)["model"]
+    final = torch.load(source.path / "final.pt", weights_only=True)["model"]
+    assert final.keys() <= init.keys()
+    assert all(torch.equal(init[k], final[k]) for k in final)
+
+
+def test_retraining_a_source_stored_without_weights_gives_the_same_weights(pruned, tmp_path):
+    """Without final.pt the source is trained again in memory: same weights bit for bit."""
+    _, source = pruned
+    copy = shutil.copytree(source.path, tmp_path / "copy")
+    (copy / "final.pt").unlink()
+    stored = torch.load(source.path / "final.pt", weights_only=True)["model"]
+    again = final_weights(type(source)(copy, source.config, source.summary), torch.device("cpu"))
+    assert stored.keys() == again.keys()
+    assert all(torch.equal(stored[k], again[k]) for k in stored)
+
+
+def test_each_prune_keeps_the_largest_magnitudes_of_each_tensor():
+    """Per-tensor magnitude pruning: the kept weights are the top-|w| ones."""
+    model = toy_model()
+    m = sparsify(model, "pruning", sparsity=0.5, steps_per_epoch=10, prune_every=1, prune_times=1)
+    assert m.masks.total_active() == 30000
+    weights = [w.detach().clone().view(-1) for w in m.masks.weights]
+    m.step = 10
+    m.update()
+    for w, mask in zip(weights, m.masks.masks):
+        assert set(mask.view(-1).nonzero().view(-1).tolist()) == set(
+            w.abs().topk(5000).indices.tolist()
+        )
+
+
+def test_a_prune_after_the_last_epoch_is_a_config_error():
+    """prune_times prunes every prune_every epochs must fit in the run."""
+    with pytest.raises(ConfigError, match="last prune"):
+        tiny(method="pruning", epochs=3, prune_every=2, prune_times=3)
