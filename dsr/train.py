@@ -109,6 +109,24 @@ def l1_weights(model: nn.Module) -> list[torch.Tensor]:
     return [modules[n].weight for n in default_sparse_names(model)]
 
 
+def resume(t: Trainer, path: Path, device: str | torch.device) -> None:
+    """Load the checkpoint at ``path`` into ``t``.
+
+    Raises:
+        CheckpointError: the file is unreadable, belongs to another config or does not fit.
+    """
+    state = io.load_checkpoint(path, device)
+    config = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(config, dict) or {**RunConfig().to_dict(), **config} != t.cfg.to_dict():
+        raise io.CheckpointError(f"checkpoint {path} belongs to another config: delete it")
+    try:
+        t.load_state_dict(state)
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise io.CheckpointError(
+            f"checkpoint {path} does not fit this run ({type(e).__name__}): delete it"
+        ) from None
+
+
 def train(
     cfg: RunConfig,
     run_dir: Path | None = None,
@@ -128,7 +146,7 @@ def train(
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         if (run_dir / CHECKPOINT).exists():
-            t.load_state_dict(io.load_checkpoint(run_dir / CHECKPOINT, device))
+            resume(t, run_dir / CHECKPOINT, device)
         elif not (run_dir / INIT).exists():
             io.save_torch({"model": t.model.state_dict()}, run_dir / INIT)  # replicas need it
     lr = Schedule.parse(cfg.lr_schedule)
@@ -156,6 +174,7 @@ def train(
                 w.grad.add_(w.detach().sign(), alpha=cfg.l1)
             t.method.before_step()
             t.optimizer.step()
+            io.fault_point("step")  # crash-safety tests kill the process here (dsr.io)
             event = t.method.after_step()
             if event is not None:
                 t.events.append(event)
@@ -166,7 +185,10 @@ def train(
         train_loss = loss_sum.item() / n
         if not math.isfinite(train_loss):
             bar.close()
-            raise TrainingDiverged(f"training loss became {train_loss} in epoch {t.epoch}")
+            raise TrainingDiverged(
+                f"training diverged: the mean training loss of epoch {t.epoch} is {train_loss} "
+                f"(learning rate {lr(t.epoch):g})"
+            )
         test_loss, test_acc = evaluate(t.model, t.data)
         counts = count_parameters(t.model)
         t.history.append(
