@@ -28,7 +28,7 @@ from dsr import io
 from dsr.__main__ import main
 from dsr.data import load
 from dsr.methods import METHODS
-from dsr.runs import FAILED, SUMMARY, grid, load_run, run, run_dir, sweep
+from dsr.runs import FAILED, SUMMARY, code_version, grid, load_run, run, run_dir, sweep
 from dsr.train import TrainingDiverged
 from tests.conftest import tiny
 
@@ -421,6 +421,7 @@ def git(*args: str) -> str:
 def test_every_summary_records_its_provenance(tmp_path):
     """A summary names the code commit and whether the package differed from it, the torch and
     CUDA versions, the device, the data variant and the data checksum."""
+    code_version.cache_clear()  # computed once per process: now, to compare with git now
     s = run(cfg_for("static"), tmp_path, progress=False).summary
     assert s["code_commit"] == git("rev-parse", "HEAD")
     assert s["code_dirty"] == bool(git("status", "--porcelain", "--", "dsr", "pyproject.toml"))
@@ -432,6 +433,7 @@ def test_every_summary_records_its_provenance(tmp_path):
 def test_a_failure_record_carries_the_same_provenance(tmp_path):
     """failed.json records the reason, the config and the same provenance as a summary."""
     cfg = cfg_for("dsr").replace(**DIVERGES)
+    code_version.cache_clear()
     with pytest.raises(TrainingDiverged):
         run(cfg, tmp_path, progress=False)
     failed = json.loads((run_dir(cfg, tmp_path) / FAILED).read_text())
