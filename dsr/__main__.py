@@ -54,6 +54,24 @@ class CommandError(Exception):
     """Bad input on the command line, reported as one line."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (``dsr: error: ...``) instead of usage + error."""
+
+    def error(self, message: str):
+        self.exit(2, f"dsr: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_config_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run configuration (override the protocol's values)")
     g.add_argument(
@@ -90,7 +108,7 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     g.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="torch threads per process (default: all cores for train, 1 for sweep)",
     )
@@ -130,10 +148,12 @@ def runtime_from_args(args: argparse.Namespace):
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    """Fields from a YAML file, every value read as text and typed by :func:`coerce` as on the
+    command line (YAML 1.1 would read ``lr_schedule: 0:0.1`` as the number 0.1)."""
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=yaml.BaseLoader)
     except (OSError, yaml.YAMLError) as e:
         raise CommandError(f"cannot read config file {path}: {type(e).__name__}") from None
     if not isinstance(data, dict):
@@ -277,7 +297,7 @@ def cmd_book(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m dsr",
         allow_abbrev=False,
         description="Dynamic Sparse Reparameterization (Mostafa & Wang, ICML 2019): train, "
@@ -297,7 +317,7 @@ def parser() -> argparse.ArgumentParser:
     add_runtime_options(t)
     t.add_argument(
         "--stop-after",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="EPOCHS",
         help="stop after this many epochs in all (resume later)",
@@ -308,12 +328,13 @@ def parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         help="a grid of methods x sparsities x seeds",
         description="Train every run of a grid that is not cached yet, in "
-        "parallel worker processes. Safe to stop and restart.",
+        "parallel worker processes. Safe to stop and restart. A run that diverged "
+        "(failed.json in its folder) is reported, not retried: delete that file to retry.",
     )
     s.add_argument("--methods", default="dsr,static,dense", help="comma-separated methods")
     s.add_argument("--sparsities", default="0.9", help="comma-separated sparsities")
     s.add_argument("--seeds", default="0", help="comma-separated seeds")
-    s.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    s.add_argument("--workers", type=positive_int, default=2, help="worker processes (default 2)")
     c = s.add_argument_group("launcher (where the runs execute)")
     c.add_argument(
         "--launcher",
@@ -337,7 +358,7 @@ def parser() -> argparse.ArgumentParser:
         "a DSR reallocation (ratios); on a GPU also WRN-28-2 training images/s, dense and "
         "DSR, and the projected wall time of the paper's 200-epoch run.",
     )
-    b.add_argument("--repeats", type=int, default=20, help="timed steps per measurement")
+    b.add_argument("--repeats", type=positive_int, default=20, help="timed steps per measurement")
     b.add_argument(
         "--images",
         type=int,
@@ -398,8 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         CheckpointError,
         TrainingDiverged,
         BookError,
+        OSError,
     ) as e:
-        print(f"dsr: error: {e}", file=sys.stderr)
+        print(f"dsr: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dsr: interrupted; run the same command again to resume", file=sys.stderr)

@@ -171,6 +171,7 @@ def validate(cfg: RunConfig) -> None:
         if getattr(cfg, name) not in registry:
             known = ", ".join(sorted(registry))
             raise ConfigError(f"unknown {name} {getattr(cfg, name)!r} (known: {known})")
+    check_input_shape(cfg.model, cfg.dataset)
     if not (0.0 <= cfg.sparsity < 1.0) or math.isnan(cfg.sparsity):
         raise ConfigError(f"sparsity must be in [0, 1), got {cfg.sparsity}")
     for name in ("epochs", "batch_size"):
@@ -211,6 +212,18 @@ def validate(cfg: RunConfig) -> None:
     if min(periods.values) < 1 or any(not float(v).is_integer() for v in periods.values):
         raise ConfigError(f"realloc_schedule periods must be whole numbers >= 1: {periods}")
     METHODS[cfg.method].check_config(cfg)
+
+
+def check_input_shape(model: str, dataset: str) -> None:
+    """Raise ConfigError if ``dataset`` gives inputs of another shape than ``model`` takes."""
+    from dsr.data import INPUT_SHAPES
+    from dsr.models import input_shape
+
+    given, taken = INPUT_SHAPES.get(dataset), input_shape(model)
+    if given is not None and given != taken:
+        raise ConfigError(
+            f"model {model} takes inputs of shape {taken}, dataset {dataset} gives {given}"
+        )
 
 
 # --- protocols and budgets -------------------------------------------------------------------

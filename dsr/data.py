@@ -246,14 +246,8 @@ def load_mnist(model_input: tuple[int, ...]) -> Data:
     raw = [data_root() / "MNIST" / "raw" / f for f in MNIST_FILES]
     cache = cache_root()
     if all(p.exists() for p in raw):
-        (cache / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
-        for p in raw:
-            target = cache / "MNIST" / "raw" / p.name
-            if not target.exists() or target.stat().st_size != p.stat().st_size:
-                tmp = target.with_suffix(f".{os.getpid()}.tmp")
-                shutil.copyfile(p, tmp)
-                os.replace(tmp, target)
-        download = True  # torchvision finds the files, checks their md5 and unpacks them
+        copy_mnist(raw, cache / "MNIST" / "raw")
+        download = True  # torchvision finds the files and unpacks them
     elif download_allowed():
         download = True
     else:
@@ -281,6 +275,28 @@ def load_mnist(model_input: tuple[int, ...]) -> Data:
     )
 
 
+def copy_mnist(raw: list[Path], cache: Path) -> None:
+    """Check the official .gz files against torchvision's md5s, then copy them to ``cache``
+    (where torchvision unpacks them) unless an identical copy is there already.
+
+    Checked here because torchvision, given a file with the wrong md5, would try to download it.
+    """
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.utils import check_integrity
+
+    md5 = dict(MNIST.resources)
+    for p in raw:
+        if not check_integrity(str(p), md5[p.name]):
+            raise DataError(f"MNIST file {p} does not match its md5 in torchvision's MNIST list")
+    cache.mkdir(parents=True, exist_ok=True)
+    for p in raw:
+        target = cache / p.name
+        if not check_integrity(str(target), md5[p.name]):
+            tmp = target.with_suffix(f".{os.getpid()}.tmp")
+            shutil.copyfile(p, tmp)
+            os.replace(tmp, target)
+
+
 def load_cifar10(model_input: tuple[int, ...]) -> Data:
     """The real CIFAR-10 via torchvision (downloads only when allowed)."""
     from torchvision.datasets import CIFAR10
@@ -290,9 +306,9 @@ def load_cifar10(model_input: tuple[int, ...]) -> Data:
         train, test = (
             CIFAR10(str(root), train=t, download=download_allowed()) for t in (True, False)
         )
-    except RuntimeError as e:
+    except (RuntimeError, OSError) as e:
         raise DataError(
-            f"CIFAR-10 not usable under {root}: {e} "
+            f"CIFAR-10 not usable under {root}: {' '.join(str(e).split())} "
             "(set DSR_DATA_ROOT, or allow a download with --download)"
         ) from None
 
@@ -316,29 +332,58 @@ def load_cifar10(model_input: tuple[int, ...]) -> Data:
 def load_cifar10_jpeg(model_input: tuple[int, ...]) -> Data:
     """CIFAR-10 with JPEG-degraded pixels from ``<root>/cifar10-jpeg``, checked by sha256."""
     folder = data_root() / "cifar10-jpeg"
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.exists():
-        raise DataError(f"cifar10-jpeg not found: no {manifest_path} (set DSR_DATA_ROOT)")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(folder / "manifest.json")
     names = manifest["train_files"] + [manifest["test_file"]]
     for name in names:
         path = folder / name
         if not path.exists():
             raise DataError(f"cifar10-jpeg: missing file {path}")
-        if sha256(path) != manifest["sha256"][name]:
+        if sha256(path) != manifest["sha256"].get(name):
             raise DataError(f"cifar10-jpeg: {path} does not match its sha256 in manifest.json")
-    arrays = [np.load(folder / n) for n in names]
-
-    def chw(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32) uint8
-
-    train_x = torch.cat([chw(a["images"]) for a in arrays[:-1]])
-    train_y = torch.cat([torch.from_numpy(a["labels"]).long() for a in arrays[:-1]])
-    test_x, test_y = chw(arrays[-1]["images"]), torch.from_numpy(arrays[-1]["labels"]).long()
+    train_x, train_y = read_npz_images(folder, names[:-1])
+    test_x, test_y = read_npz_images(folder, names[-1:])
     checksum = hashlib.sha256("".join(manifest["sha256"][n] for n in names).encode()).hexdigest()
     return Data(
         "cifar10-jpeg", train_x, train_y, test_x, test_y, checksum[:16], True, CIFAR_MEAN, CIFAR_STD
     )
+
+
+def read_manifest(path: Path) -> dict:
+    """cifar10-jpeg's ``manifest.json``: file names and their sha256 sums."""
+    if not path.exists():
+        raise DataError(f"cifar10-jpeg not found: no {path} (set DSR_DATA_ROOT)")
+    try:
+        manifest = json.loads(path.read_text())
+        names = [*manifest["train_files"], manifest["test_file"]]
+        ok = all(isinstance(n, str) for n in names) and isinstance(manifest["sha256"], dict)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise DataError(f"cifar10-jpeg: {path} is unreadable or lacks train_files/test_file/sha256")
+    return manifest
+
+
+def read_npz_images(folder: Path, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` int64 from cifar10-jpeg .npz files."""
+    xs, ys = [], []
+    for name in names:
+        try:
+            with np.load(folder / name) as a:
+                x, y = a["images"], a["labels"]
+        except (OSError, ValueError, KeyError, EOFError) as e:
+            raise DataError(
+                f"cifar10-jpeg: cannot read {folder / name}: {type(e).__name__}"
+            ) from None
+        if x.dtype != np.uint8 or x.shape[1:] != (32, 32, 3) or y.shape != (len(x),):
+            raise DataError(
+                f"cifar10-jpeg: {folder / name} holds images {x.dtype} {x.shape} and labels "
+                f"{y.shape}, not uint8 (N, 32, 32, 3) and (N,)"
+            )
+        if y.dtype.kind not in "iu" or len(y) and not (0 <= y.min() and y.max() < 10):
+            raise DataError(f"cifar10-jpeg: {folder / name} holds labels outside 0..9")
+        xs.append(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())  # (N, 3, 32, 32)
+        ys.append(torch.from_numpy(y).long())
+    return torch.cat(xs), torch.cat(ys)
 
 
 def load_synthetic(model_input: tuple[int, ...]) -> Data:
@@ -378,6 +423,13 @@ DATASETS: dict[str, Callable[[tuple[int, ...]], Data]] = {
     "cifar10-jpeg": load_cifar10_jpeg,
     "synthetic": load_synthetic,
     "imagenet": load_imagenet,
+}
+# The input shape (without batch) each data set gives; a data set not listed here (synthetic)
+# adapts to the model.
+INPUT_SHAPES: dict[str, tuple[int, ...]] = {
+    "mnist": (784,),
+    "cifar10": (3, 32, 32),
+    "cifar10-jpeg": (3, 32, 32),
 }
 
 

@@ -13,6 +13,11 @@ A run lives in ``<runs root>/<config hash>/`` (root: ``DSR_RUNS``, default the p
 * ``failed.json``      why a run stopped (diverged), if it did
 
 A lock file makes a second process asking for the same run wait and then read the result.
+Every file is written atomically (:mod:`dsr.io`), so a run killed at any moment leaves only
+complete files (and perhaps a temporary one, deleted when the run is started again) and resumes
+from its last epoch checkpoint. A failed run is not retried: asking for it again raises
+``TrainingDiverged`` with the recorded reason, without training (on CPU it would diverge at the
+same step again). Delete its ``failed.json`` to try again.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
+from io import BytesIO
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -36,7 +42,7 @@ import torch
 
 from dsr import distributed, io
 from dsr.config import ConfigError, RunConfig
-from dsr.data import PROJECT, Data, file_lock, load
+from dsr.data import PROJECT, Data, DataError, file_lock, load
 from dsr.masks import count_parameters
 from dsr.train import DEFAULT_RUNTIME, Runtime, Trainer, TrainingDiverged, data_shape, train
 
@@ -84,10 +90,53 @@ def load_run(cfg: RunConfig, root: Path | None = None) -> RunRecord | None:
     path = run_dir(cfg, root)
     if not (path / SUMMARY).exists():
         return None
-    stored = {**RunConfig().to_dict(), **json.loads((path / "config.json").read_text())}
-    if stored != cfg.to_dict():
+    if stored_config(path) != cfg.to_dict():
         return None
-    return RunRecord(path, cfg, json.loads((path / SUMMARY).read_text()))
+    return RunRecord(path, cfg, io.read_json(path / SUMMARY))
+
+
+def stored_config(path: Path) -> dict[str, Any]:
+    """The config stored in run folder ``path``, with defaults for fields added since."""
+    return {**RunConfig().to_dict(), **io.read_json(path / "config.json")}
+
+
+def recorded_failure(cfg: RunConfig, root: Path | None = None) -> str | None:
+    """Why ``cfg`` failed before (from its ``failed.json``), or None."""
+    path = run_dir(cfg, root) / FAILED
+    return io.read_json(path)["reason"] if path.exists() else None
+
+
+def check_device(device: str) -> None:
+    """Raise ConfigError unless ``device`` names a torch device that this machine has."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r} (e.g. cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but CUDA is not available here")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {device!r} asked for, but there are only "
+            f"{torch.cuda.device_count()} CUDA devices"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r} asked for, but MPS is not available here")
+
+
+def check_request(cfg: RunConfig, root: Path | None, device: str, stop_after: int | None) -> None:
+    """Refuse, before anything is written, what cannot run: a bad device or ``stop_after``,
+    a run that failed before, a run folder that holds another config."""
+    check_device(device)
+    if stop_after is not None and stop_after < 1:
+        raise ConfigError(f"stop_after must be at least 1 epoch, got {stop_after}")
+    reason = recorded_failure(cfg, root)
+    if reason is not None:
+        raise TrainingDiverged(
+            f"{reason} (recorded before; delete {run_dir(cfg, root) / FAILED} to try again)"
+        )
+    path = run_dir(cfg, root)
+    if (path / "config.json").exists() and stored_config(path) != cfg.to_dict():
+        raise io.CheckpointError(f"run folder {path} holds a different config: delete it")
 
 
 def run(
@@ -103,10 +152,17 @@ def run(
     """Return the finished run of ``cfg``, training (or resuming) it first if needed.
 
     With ``stop_after`` the run trains at most that many epochs and returns None if unfinished.
-    Data is loaded before anything is written, so a missing data set leaves the cache as it was;
-    ``data`` (the full data set of ``cfg.dataset``, already loaded) skips the loading.
-    Under torch.distributed (torchrun) every rank calls this: rank 0 takes the lock, decides
-    whether to train and writes the files; every rank returns the record.
+    Device, data and stored files are checked before anything is written, so bad input leaves
+    the cache as it was; ``data`` (the full data set of ``cfg.dataset``, already loaded) skips
+    the loading. Under torch.distributed (torchrun) every rank calls this: rank 0 takes the
+    lock, decides whether to train and writes the files; every rank returns the record.
+
+    Raises:
+        ConfigError: a device this machine lacks, or ``stop_after`` < 1.
+        DataError: the data set is missing or corrupt.
+        CheckpointError: a stored file of this run cannot be read, or holds another config.
+        TrainingDiverged: the loss became NaN or infinite, now (recorded in ``failed.json``)
+            or in an earlier attempt.
     """
     ctx = distributed.context()
     record = load_run(cfg, root)
@@ -114,6 +170,7 @@ def run(
         return record or load_run(cfg, root)
     from dsr.methods import METHODS
 
+    check_request(cfg, root, device, stop_after)
     for source in METHODS[cfg.method].dependencies(cfg):  # e.g. pruning's dense run
         run(source, root, device=device, progress=progress, data=data, runtime=runtime)
 
@@ -125,30 +182,48 @@ def run(
         record = load_run(cfg, root)  # another process may have finished it meanwhile
         if distributed.broadcast_object(record is not None):
             return record or load_run(cfg, root)
+        check_request(cfg, root, device, stop_after)  # or failed meanwhile
         if ctx.is_main:
-            io.write_json(path / "config.json", cfg.to_dict())
-        try:
-            t = train(
-                cfg,
-                path,
-                device=device,
-                progress=progress,
-                stop_after=stop_after,
-                data=data,
-                runtime=runtime,
-            )
-        except TrainingDiverged as e:
-            if ctx.is_main:
-                io.write_json(
-                    path / FAILED, {"reason": str(e), "config": cfg.to_dict(), **provenance(device)}
-                )
-            raise
+            io.remove_temp_files(path)  # left by a process killed while writing
+            if not (path / "config.json").exists():
+                io.write_json(path / "config.json", cfg.to_dict())
+        distributed.barrier()
+        t = train_or_record_failure(cfg, path, device, progress, stop_after, data, runtime)
         if t.epoch < cfg.epochs:
             return None
         if ctx.is_main:
             write_results(t, path, device)
     distributed.barrier()
     return load_run(cfg, root)
+
+
+def train_or_record_failure(
+    cfg: RunConfig,
+    path: Path,
+    device: str,
+    progress: bool,
+    stop_after: int | None,
+    data: Data,
+    runtime: Runtime = DEFAULT_RUNTIME,
+) -> Trainer:
+    """:func:`dsr.train.train`; a divergence is written to ``failed.json`` (by rank 0) and
+    re-raised."""
+    try:
+        return train(
+            cfg,
+            path,
+            device=device,
+            progress=progress,
+            stop_after=stop_after,
+            data=data,
+            runtime=runtime,
+        )
+    except TrainingDiverged as e:
+        if distributed.context().is_main:
+            io.write_json(
+                path / FAILED, {"reason": str(e), "config": cfg.to_dict(), **provenance(device)}
+            )
+        raise TrainingDiverged(f"run {cfg.hash}: {e} (recorded in {path / FAILED})") from None
 
 
 def write_results(t: Trainer, path: Path, device: str) -> None:
@@ -159,9 +234,9 @@ def write_results(t: Trainer, path: Path, device: str) -> None:
     if masks is not None:
         arrays = {x.name: np.packbits(x.mask.cpu().numpy().ravel()) for x in masks.tensors}
         shapes = {x.name: list(x.mask.shape) for x in masks.tensors}
-        tmp = path / ".masks_final.tmp.npz"
-        np.savez_compressed(tmp, __shapes__=np.array(json.dumps(shapes)), **arrays)
-        os.replace(tmp, path / "masks_final.npz")
+        buf = BytesIO()
+        np.savez_compressed(buf, __shapes__=np.array(json.dumps(shapes)), **arrays)
+        io.write_bytes(path / "masks_final.npz", buf.getvalue())
     io.save_torch({"model": t.model.state_dict()}, path / "final.pt")
     last = t.history[-1]
     runs = t.runtimes  # how each stretch ran (bf16 changes the numbers)
@@ -253,7 +328,7 @@ def _run_one(
     try:
         run(cfg, root, device=device, progress=False, runtime=runtime)
         return cfg.hash, "done"
-    except TrainingDiverged as e:
+    except (TrainingDiverged, DataError, io.CheckpointError, ConfigError) as e:
         return cfg.hash, f"failed: {e}"
 
 
@@ -268,6 +343,17 @@ def _run_job(
 # --launcher: the local process pool, or submitit's executor for a cluster ("slurm") or for
 # local subprocesses ("local-submitit", to try a cluster sweep on one machine).
 LAUNCHERS = {"pool": "", "slurm": "slurm", "local-submitit": "local"}
+
+
+def _known_status(cfg: RunConfig, root: Path | None) -> str | None:
+    """``cached``, ``failed: ...`` (recorded before, or unreadable files), or None: to run."""
+    try:
+        if load_run(cfg, root) is not None:
+            return "cached"
+        reason = recorded_failure(cfg, root)
+    except io.CheckpointError as e:
+        return f"failed: {e}"
+    return None if reason is None else f"failed: {reason} (recorded before)"
 
 
 def sweep(
@@ -286,17 +372,25 @@ def sweep(
     one submitit job per config (``launcher``, with submitit parameters ``cluster``).
 
     Interrupted runs resume from their checkpoints when the sweep is started again; a run that
-    diverges is recorded as failed and the others go on. Returns hash -> status.
+    diverges, or whose data or stored files are bad, is reported as failed and the others go
+    on. A run recorded as failed by an earlier sweep is reported again, not retried (see the
+    module docstring). Returns hash -> status: ``cached``, ``done`` or ``failed: <reason>``.
     """
     if launcher not in LAUNCHERS:
         raise ConfigError(f"unknown launcher {launcher!r} (known: {', '.join(LAUNCHERS)})")
+    if workers < 1 or threads < 1:
+        raise ConfigError(f"workers and threads must be at least 1, got {workers}, {threads}")
+    check_device(device)
     configs = list(configs)
-    status = {c.hash: "cached" for c in configs if load_run(c, root) is not None}
+    known = {c.hash: _known_status(c, root) for c in configs}
+    status = {h: s for h, s in known.items() if s is not None}
     todo = [c for c in configs if c.hash not in status]
+    if not todo:
+        return status
     if launcher != "pool":
         status.update(submit(todo, root, launcher, threads, device, runtime, cluster or {}))
         return status
-    bar = io.progress_bar(len(todo), progress, f"sweep ({len(status)} cached)")
+    bar = io.progress_bar(len(todo), progress, f"sweep ({len(status)} cached or failed)")
     with ProcessPoolExecutor(
         workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(threads,)
     ) as pool:

@@ -214,6 +214,24 @@ def l1_weights(model: nn.Module) -> list[torch.Tensor]:
     return [modules[n].weight for n in default_sparse_names(model)]
 
 
+def resume(t: Trainer, path: Path, device: str | torch.device) -> None:
+    """Load the checkpoint at ``path`` into ``t``.
+
+    Raises:
+        CheckpointError: the file is unreadable, belongs to another config or does not fit.
+    """
+    state = io.load_checkpoint(path, device)
+    config = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(config, dict) or {**RunConfig().to_dict(), **config} != t.cfg.to_dict():
+        raise io.CheckpointError(f"checkpoint {path} belongs to another config: delete it")
+    try:
+        t.load_state_dict(state)
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise io.CheckpointError(
+            f"checkpoint {path} does not fit this run ({type(e).__name__}): delete it"
+        ) from None
+
+
 def train(
     cfg: RunConfig,
     run_dir: Path | None = None,
@@ -238,7 +256,7 @@ def train(
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         if distributed.broadcast_object((run_dir / CHECKPOINT).exists()):
-            t.load_state_dict(io.load_checkpoint(run_dir / CHECKPOINT, device))
+            resume(t, run_dir / CHECKPOINT, device)
         elif ctx.is_main and not (run_dir / INIT).exists():
             io.save_torch({"model": t.model.state_dict()}, run_dir / INIT)  # replicas need it
     run_info = {**asdict(runtime), "processes": ctx.world, "from_epoch": t.epoch}
@@ -282,6 +300,7 @@ def train(
                     w.grad.add_(w.detach().sign(), alpha=cfg.l1)
                 t.method.before_step()
                 t.optimizer.step()
+                io.fault_point("step")  # crash-safety tests kill the process here (dsr.io)
                 event = t.method.after_step()
                 if event is not None:
                     if ctx.world > 1:
@@ -292,7 +311,10 @@ def train(
         train_loss = distributed.all_reduce_sum(loss_sum).item() / n
         if not math.isfinite(train_loss):
             bar.close()
-            raise TrainingDiverged(f"training loss became {train_loss} in epoch {t.epoch}")
+            raise TrainingDiverged(
+                f"training diverged: the mean training loss of epoch {t.epoch} is {train_loss} "
+                f"(learning rate {lr(t.epoch):g})"
+            )
         train_acc = 100.0 * distributed.all_reduce_sum(correct).item() / n
         test_loss, test_acc = evaluate(eval_net, t.data, shard=ctx.shard, runtime=runtime)
         counts = count_parameters(t.model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 from torch import nn
 
@@ -33,6 +34,7 @@ def create_model(name: str, width: float = 1.0, num_classes: int | None = None) 
     return MODELS[name](width=width, num_classes=num_classes)
 
 
+@cache
 def input_shape(name: str) -> tuple[int, ...]:
     """The input shape (without batch) a model expects, e.g. ``(784,)`` or ``(3, 32, 32)``."""
     import torch
