@@ -246,11 +246,14 @@ def test_run_refuses_bad_runtime_options_before_writing(cache, kwargs, message):
 @pytest.mark.skipif("static_replica" not in METHODS, reason="no static_replica method")
 def test_a_replica_of_a_run_that_failed(cache, capsys):
     """A static replica whose DSR source run is recorded as failed: refused with the source's
-    reason; no replica folder appears."""
+    reason; no replica folder appears. (A replica's source keeps the protocol's epochs and
+    learning rates unless ``--source_epochs`` / ``--source_lr_schedule`` say otherwise.)"""
     args = [*TRAIN, "--epochs", "1", "--lr_schedule", "0:1e30"]
     assert main([*args, "--method", "dsr", "--runs-root", str(cache)]) == 2
     capsys.readouterr()
-    assert "training diverged" in refused([*args, "--method", "static_replica"], cache, capsys)
+    source = ["--source_epochs", "1", "--source_lr_schedule", "0:1e30"]
+    replica = [*args, *source, "--method", "static_replica"]
+    assert "training diverged" in refused(replica, cache, capsys)
 
 
 # --- data ------------------------------------------------------------------------------------

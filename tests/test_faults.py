@@ -60,8 +60,17 @@ def cfg_for(method: str):
     return tiny(method=method, epochs=EPOCHS, realloc_stop=EPOCHS)
 
 
+def assert_single_threaded() -> None:
+    """A child forked while another thread holds a lock can hang: refuse to fork then."""
+    import threading
+
+    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    assert not others, f"cannot fork safely, threads running: {others}"
+
+
 def in_child(fn: Callable[[], object], env: dict[str, str] | None = None) -> int:
     """Run ``fn`` in a forked child; its exit code (0 done, 1 raised, -9 SIGKILL)."""
+    assert_single_threaded()
     pid = os.fork()
     if pid == 0:  # the child never returns into pytest
         code = 1
@@ -250,6 +259,7 @@ def killed_sweep(tmp_path_factory):
     statuses of the restarted sweep."""
     root = tmp_path_factory.mktemp("sweep") / "runs"
     configs = [cfg_for("dsr").replace(**DIVERGES), *grid(cfg_for("dsr"), SWEPT, [0.9], [0])]
+    assert_single_threaded()
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -326,13 +336,12 @@ def test_the_command_line_reports_divergence_in_one_line(tmp_path, capsys):
 # --- two processes, one run ----------------------------------------------------------------
 
 
-def test_two_processes_asking_for_one_run_train_it_once(tmp_path):
-    """A second process asking for a run that a first one is training waits for the lock and
-    returns the first one's result; training happened once."""
+def ask_for_run(cfg, root: Path, log: Path, started: Path, out: Path, wait: bool) -> None:
+    """In a spawned process: ``run(cfg)``, logging each training start to ``log``; with
+    ``wait``, only once another process has started training."""
     import dsr.runs
 
-    cfg, root, log = cfg_for("dsr"), tmp_path / "runs", tmp_path / "trained.log"
-    started = tmp_path / "started"
+    torch.set_num_threads(1)
     real_train = dsr.runs.train
 
     def counting_train(*args, **kw):
@@ -341,25 +350,33 @@ def test_two_processes_asking_for_one_run_train_it_once(tmp_path):
         started.touch()
         return real_train(*args, **kw)
 
-    def ask(out: Path, wait_for_start: bool) -> None:
-        dsr.runs.train = counting_train
-        while wait_for_start and not started.exists():
-            time.sleep(0.01)
-        out.write_text(json.dumps(run(cfg, root, progress=False).summary))
+    dsr.runs.train = counting_train
+    while wait and not started.exists():
+        time.sleep(0.01)
+    out.write_text(json.dumps(run(cfg, root, progress=False).summary))
 
-    pids = []
-    for i in range(2):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                ask(tmp_path / f"summary{i}.json", wait_for_start=i == 1)
-                code = 0
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]
-    assert codes == [0, 0]
+
+def test_two_processes_asking_for_one_run_train_it_once(tmp_path):
+    """A second process asking for a run that a first one is training waits for the lock and
+    returns the first one's result; training happened once. (Fresh processes, not forks: the
+    test process may hold threads by now.)"""
+    import multiprocessing
+
+    cfg, root, log = cfg_for("dsr"), tmp_path / "runs", tmp_path / "trained.log"
+    started = tmp_path / "started"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(
+            target=ask_for_run,
+            args=(cfg, root, log, started, tmp_path / f"summary{i}.json", i == 1),
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(600)
+    assert [p.exitcode for p in procs] == [0, 0]
     assert len(log.read_text().splitlines()) == 1
     a, b = (json.loads((tmp_path / f"summary{i}.json").read_text()) for i in range(2))
     assert a == b == load_run(cfg, root).summary
