@@ -88,6 +88,9 @@ class RunConfig:
     image_size: int = 0  # side of the square crops of streamed images (0: the model's input)
 
     def __post_init__(self) -> None:
+        if self.method == "dense" and self.sparsity != 0.0:
+            # dense has no sparsity: one run per seed, whatever sparsity was asked for
+            object.__setattr__(self, "sparsity", 0.0)
         validate(self)
 
     def replace(self, **changes: Any) -> RunConfig:

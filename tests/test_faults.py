@@ -1,7 +1,7 @@
 """Faults survived: SIGKILL at any point, a killed sweep, divergence, two processes on one run,
 a checkpoint that tries to run code.
 
-Killed runs are forked children of the test process (no new ``import torch``); the kill points
+Killed runs are children forked from a forkserver (no new ``import torch`` each); the kill points
 come from the ``DSR_FAULT`` hook of :mod:`dsr.io`, so every kill lands exactly where asked. A run
 resumed after any number of kills must end bit for bit where an uninterrupted run ends (CPU).
 """
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,35 +55,34 @@ def no_tqdm_monitor():
         cls.monitor_interval = interval
 
 
+# What a method needs to fit in EPOCHS epochs: pruning prunes at the end of each epoch.
+FITS = {"pruning": dict(prune_every=1, prune_times=EPOCHS)}
+
+
 def cfg_for(method: str):
-    return tiny(method=method, epochs=EPOCHS, realloc_stop=EPOCHS)
+    return tiny(method=method, epochs=EPOCHS, realloc_stop=EPOCHS, **FITS.get(method, {}))
 
 
-def assert_single_threaded() -> None:
-    """A child forked while another thread holds a lock can hang: refuse to fork then."""
-    import threading
+# Children are forked from a forkserver: a fresh single-threaded process that has imported torch
+# and dsr once. Forking the test process itself can hang the child, since by now it may hold
+# native threads (e.g. zmq's, from the notebook tests) whose locks a fork copies while held.
+CHILDREN = multiprocessing.get_context("forkserver")
+CHILDREN.set_forkserver_preload(["torch", "dsr.runs", "tests.test_faults"])
 
-    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
-    assert not others, f"cannot fork safely, threads running: {others}"
+
+def _run_in_child(cfg, root: Path, env: dict[str, str]) -> None:
+    torch.set_num_threads(1)
+    io._fault_counts.clear()
+    os.environ.update(env)
+    run(cfg, root, progress=False)
 
 
-def in_child(fn: Callable[[], object], env: dict[str, str] | None = None) -> int:
-    """Run ``fn`` in a forked child; its exit code (0 done, 1 raised, -9 SIGKILL)."""
-    assert_single_threaded()
-    pid = os.fork()
-    if pid == 0:  # the child never returns into pytest
-        code = 1
-        try:
-            io._fault_counts.clear()
-            os.environ.update(env or {})
-            fn()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+def in_child(cfg, root: Path, env: dict[str, str] | None = None) -> int:
+    """``run(cfg, root)`` in a child process; its exit code (0 done, 1 raised, -9 SIGKILL)."""
+    p = CHILDREN.Process(target=_run_in_child, args=(cfg, root, env or {}))
+    p.start()
+    p.join(600)
+    return p.exitcode
 
 
 def assert_complete_files(root: Path) -> None:
@@ -154,7 +152,7 @@ def killed_and_resumed(cfg, root: Path, faults: list[str]) -> None:
     process died there, left its half-written temp file and nothing half-written in view;
     then finish the run in this process."""
     for spec in faults:
-        code = in_child(lambda: run(cfg, root, progress=False), {"DSR_FAULT": spec})
+        code = in_child(cfg, root, {"DSR_FAULT": spec})
         assert code == -signal.SIGKILL, f"{spec}: exit {code}, the fault did not fire"
         name = spec.rpartition(":")[0]
         if name != "step":
@@ -251,6 +249,12 @@ def test_training_without_progress_output_starts_no_thread(tmp_path, monkeypatch
 DIVERGES = dict(lr_schedule="0:1e30")  # weights overflow in the first epoch: the loss is nan
 
 
+def _sweep_in_child(configs, root: Path) -> None:
+    os.setpgrp()  # its own process group, so that the sweep and its workers can be killed
+    torch.set_num_threads(1)
+    sweep(configs, root, workers=1, progress=False)
+
+
 @pytest.fixture(scope="module")
 def killed_sweep(tmp_path_factory):
     """A sweep of a diverging run and three sound ones (in that order, one worker), killed with
@@ -259,23 +263,15 @@ def killed_sweep(tmp_path_factory):
     statuses of the restarted sweep."""
     root = tmp_path_factory.mktemp("sweep") / "runs"
     configs = [cfg_for("dsr").replace(**DIVERGES), *grid(cfg_for("dsr"), SWEPT, [0.9], [0])]
-    assert_single_threaded()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.setpgrp()  # its own process group, so that the sweep and its workers can be killed
-            sweep(configs, root, workers=1, progress=False)
-            code = 0
-        finally:
-            os._exit(code)
+    child = CHILDREN.Process(target=_sweep_in_child, args=(configs, root))
+    child.start()
     deadline = time.monotonic() + 900
     while not list(root.glob(f"*/{SUMMARY}")) and time.monotonic() < deadline:
-        ended, code = os.waitpid(pid, os.WNOHANG)
-        assert not ended, f"the sweep ended by itself: {os.waitstatus_to_exitcode(code)}"
+        assert child.is_alive(), f"the sweep ended by itself: {child.exitcode}"
         time.sleep(0.05)
-    os.killpg(pid, signal.SIGKILL)
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == -signal.SIGKILL
+    os.killpg(child.pid, signal.SIGKILL)
+    child.join()
+    assert child.exitcode == -signal.SIGKILL
     at_kill = {p.parent.name: p.read_bytes() for p in root.glob(f"*/{SUMMARY}")}
     return root, configs, at_kill, sweep(configs, root, workers=1, progress=False)
 
@@ -443,7 +439,7 @@ def test_every_summary_records_its_provenance(tmp_path):
     assert s["code_commit"] == git("rev-parse", "HEAD")
     assert s["code_dirty"] == bool(git("status", "--porcelain", "--", "dsr", "pyproject.toml"))
     assert s["torch"] == torch.__version__ and s["cuda"] == torch.version.cuda
-    assert s["device"].startswith("cpu (") and "1 threads" in s["device"]
+    assert s["device"].startswith("cpu (") and f"{torch.get_num_threads()} threads" in s["device"]
     assert (s["data_variant"], s["data_checksum"]) == ("synthetic", "synthetic-v1")
 
 

@@ -152,3 +152,11 @@ def test_sweep_trains_a_pruning_run_and_its_dense_source(tmp_path, monkeypatch):
     )
     assert load_run(cfg, runs) is not None
     assert load_run(METHODS["pruning"].dependencies(cfg)[0], runs) is not None
+
+
+def test_dense_is_one_run_per_seed_whatever_sparsity_is_asked():
+    """``--method dense --sparsity 0.9`` is the dense run of the grid (sparsity 0), not another."""
+    asked = preset("lenet300-mnist", "paper", method="dense", sparsity=0.9)
+    assert asked.sparsity == 0.0
+    assert asked == preset("lenet300-mnist", "paper", method="dense", sparsity=0.0)
+    assert asked.hash == preset("lenet300-mnist", "paper").replace(method="dense").hash
