@@ -16,7 +16,9 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own run cache; the data root stays what the environment says."""
+    """Every test gets its own run cache and one torch thread (a command-line call in an
+    earlier test may have set more); the data root stays what the environment says."""
+    torch.set_num_threads(1)
     runs = tmp_path / "runs"
     monkeypatch.setenv("DSR_RUNS", str(runs))
     monkeypatch.delenv("DSR_DOWNLOAD", raising=False)
