@@ -46,13 +46,19 @@ def make(model_name: str, method: str, sparsity: float, device: str):
     return model, opt, m
 
 
-def step_fn(model, opt, method, x, y):
+def step_fn(model, opt, method, x, y, hooks: bool = False):
+    """One training step. With ``hooks`` it ends in the method's ``after_step`` (DeepR's
+    rewiring); without, it only zeroes the inactive weights, so no reallocation is timed."""
+
     def step() -> None:
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         method.before_step()
         opt.step()
-        method.masks.apply_() if method.masks is not None else None
+        if hooks:
+            method.after_step()
+        elif method.masks is not None:
+            method.masks.apply_()
 
     return step
 
@@ -254,7 +260,7 @@ def bench_deepr(repeats: int, device: str, batch: int = 100) -> None:
         fns = {}
         for method in ("static", "deepr"):
             model, opt, m = make(name, method, 0.9, device)
-            fns[method] = method_step(model, opt, m, x, y)
+            fns[method] = step_fn(model, opt, m, x, y, hooks=True)
         for _ in range(3):
             fns["static"](), fns["deepr"]()
         ts = {k: [] for k in fns}
@@ -263,19 +269,6 @@ def bench_deepr(repeats: int, device: str, batch: int = 100) -> None:
                 ts[k].append(timed(fn, device))
         s, d = statistics.median(ts["static"]), statistics.median(ts["deepr"])
         print(f"{name:10} {1e3 * s:10.2f} {1e3 * d:9.2f} {d / s:13.3f}")
-
-
-def method_step(model, opt, method, x, y):
-    """One training step through both of the method's hooks."""
-
-    def step() -> None:
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        method.before_step()
-        opt.step()
-        method.after_step()
-
-    return step
 
 
 def print_ratios(repeats: int, device: str) -> None:
