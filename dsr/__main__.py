@@ -134,6 +134,11 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument(
+        "--no-flush-denormal",
+        action="store_true",
+        help="keep denormal floats on the CPU (default: flushed to 0, 2-4x faster sparse runs)",
+    )
+    g.add_argument(
         "--loader-workers",
         type=int,
         default=None,
@@ -144,7 +149,12 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
 def runtime_from_args(args: argparse.Namespace):
     from dsr.train import Runtime
 
-    return Runtime(channels_last=args.channels_last, bf16=args.bf16, compile=args.compile)
+    return Runtime(
+        channels_last=args.channels_last,
+        bf16=args.bf16,
+        compile=args.compile,
+        flush_denormal=not args.no_flush_denormal,
+    )
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

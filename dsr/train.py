@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,10 @@ class Runtime:
     bf16: bool = False  # forward pass and loss under bfloat16 autocast (CUDA or CPU)
     compile: bool = False  # torch.compile the model
     sync_debug: bool = False  # CUDA: warn at every host synchronisation inside the step loop
+    # CPU: compute with floats below 1.2e-38 (denormals) as 0. The momentum of pruned weights
+    # decays into denormals, which x86 arithmetic handles up to 100x slower: a sparse LeNet
+    # step is 2-4x faster late in a run with this on. Changes the numbers only below 1.2e-38.
+    flush_denormal: bool = True
 
     @property
     def precision(self) -> str:
@@ -259,20 +264,48 @@ def train(
             resume(t, run_dir / CHECKPOINT, device)
         elif ctx.is_main and not (run_dir / INIT).exists():
             io.save_torch({"model": t.model.state_dict()}, run_dir / INIT)  # replicas need it
-    run_info = {**asdict(runtime), "processes": ctx.world, "from_epoch": t.epoch}
+    run_info = {
+        **asdict(runtime),
+        "processes": ctx.world,
+        "device": str(device),
+        "torch": torch.__version__,
+        "from_epoch": t.epoch,
+    }
     if not t.runtimes or {**t.runtimes[-1], "from_epoch": t.epoch} != run_info:
         t.runtimes.append(run_info)
     net, eval_net = prepare(t, device, runtime)
-    lr = Schedule.parse(cfg.lr_schedule)
     l1 = l1_weights(t.model) if cfg.l1 > 0 else []
     last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
     steps = t.data.steps_per_epoch(cfg.batch_size)
-    n = t.data.n_train
     bar = io.progress_bar(
         total=(cfg.epochs - t.epoch) * steps,
         enabled=progress and ctx.is_main,
         desc=f"{cfg.method} s={cfg.sparsity} seed={cfg.seed}",
     )
+    torch.set_flush_denormal(runtime.flush_denormal)
+    try:
+        run_epochs(t, run_dir, device, runtime, net, eval_net, l1, last, bar)
+    finally:
+        torch.set_flush_denormal(False)  # the process default
+    bar.close()
+    return t
+
+
+def run_epochs(
+    t: Trainer,
+    run_dir: Path | None,
+    device: str,
+    runtime: Runtime,
+    net: nn.Module,
+    eval_net: nn.Module,
+    l1: list[torch.Tensor],
+    last: int,
+    bar: Any,
+) -> None:
+    """The epochs of :func:`train` from ``t.epoch`` to ``last``, with a checkpoint after each."""
+    cfg, ctx = t.cfg, distributed.context()
+    lr = Schedule.parse(cfg.lr_schedule)
+    n = t.data.n_train
     while t.epoch < last:
         start = time.perf_counter()
         for group in t.optimizer.param_groups:
@@ -336,5 +369,3 @@ def train(
         if run_dir is not None and ctx.is_main:
             io.save_torch(t.state_dict(), run_dir / CHECKPOINT)
         distributed.barrier()
-    bar.close()
-    return t

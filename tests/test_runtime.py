@@ -23,9 +23,28 @@ def test_bf16_autocast_is_recorded_in_the_summary(tmp_path):
     assert rec.summary["precision"] == "bf16-autocast"
     assert rec.summary["runtime"] == [
         {"channels_last": False, "bf16": True, "compile": False, "sync_debug": False,
-         "processes": 1, "from_epoch": 0}
+         "flush_denormal": True, "processes": 1, "device": "cpu", "torch": torch.__version__,
+         "from_epoch": 0}
     ]  # fmt: skip
     assert rec.summary["reallocations"] > 0
+
+
+def test_flush_denormal_is_on_during_training_only(monkeypatch):
+    """Training flushes denormal floats to 0 (the default runtime) and leaves the process as it
+    found it; with the option off, denormals survive during training too."""
+    from dsr import io
+
+    denormal = torch.tensor([1e-39])  # a float32 denormal
+    survives = []  # at every step: does the denormal survive a multiplication?
+    monkeypatch.setattr(
+        io, "fault_point", lambda where: survives.append((denormal * 1.0).item() != 0)
+    )
+    cfg = tiny(epochs=1, train_subset=200, test_subset=100)
+    for flush in (True, False):
+        survives.clear()
+        train(cfg, progress=False, runtime=Runtime(flush_denormal=flush))
+        assert survives and set(survives) == {not flush}
+        assert (denormal * 1.0).item() != 0  # the process default is back
 
 
 def wrn16(**kw):
