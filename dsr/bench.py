@@ -303,10 +303,11 @@ def print_throughput(images: int, epochs: int, device: str, runtime) -> dict:
 
 
 def main(args) -> int:
-    from dsr.train import Runtime
+    from dsr.__main__ import runtime_from_args
 
     device = args.device
-    runtime = Runtime(channels_last=args.channels_last, bf16=args.bf16, compile=args.compile)
+    runtime = runtime_from_args(args)
+    torch.set_flush_denormal(runtime.flush_denormal)  # as training does
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
     if str(device).startswith("cuda"):
         print(f"GPU: {torch.cuda.get_device_name(torch.device(device))}")
