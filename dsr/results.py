@@ -502,19 +502,23 @@ def summary_row(
     st: Study, verdict: Verdict, a: str, b: str, paper: tuple[str, str] | None = None
 ) -> dict[str, str]:
     """The claim's row of the book's summary table: the paper's and our means of ``a`` and
-    ``b`` at the study's highest sparsity, the budget run, and the verdict.
+    ``b`` at the highest sparsity of the study at which both have finished runs (else its
+    highest sparsity), the budget run, and the verdict.
 
     ``paper`` (model, data set) names the setting of the paper's numbers when it is not the
     study's (the paper compared some methods on one network only); then the paper's highest
     sparsity is shown."""
-    s = max(st.sparsities)
+    ours_means = summarize(st)
+    variant = st.variant()
+    unit = f"{variant}, seeds {','.join(map(str, st.seeds))}"
+    both = [x for x in st.sparsities if headline(ours_means, a, b, x, unit) != "-"]
+    s = max(both or st.sparsities)
     model, dataset = paper or (st.model, st.dataset)
     means = paper_means(model, dataset)
     s_paper = s if paper is None or (means.sparsity == s).any() else means.sparsity.max()
     where = "" if paper is None else f"{MODEL_NAMES.get(model, model)} / {dataset}, "
     theirs = headline(means, a, b, s_paper, f"{where}5 runs each")
-    variant = st.variant()
-    ours = headline(summarize(st), a, b, s, f"{variant}, seeds {','.join(map(str, st.seeds))}")
+    ours = headline(ours_means, a, b, s, unit)
     name = MODEL_NAMES.get(st.model, st.model)
     return {
         "summary_paper": theirs if theirs != "-" else f"no per-run numbers for {name}",

@@ -55,6 +55,21 @@ def test_verdict_counts_only_differences_beyond_seed_spread(static, label):
     assert results.verdict_beats(fake(rows), "dsr", ["static"]).label == label
 
 
+def test_summary_row_shows_the_highest_sparsity_where_both_methods_ran():
+    """The summary's "ours" compares the two methods where both finished (0.9 here), not at a
+    higher sparsity where one of them is missing; with neither anywhere it says so."""
+    rows = [("dsr", 0.9, 0, 98.5, "mnist"), ("set", 0.9, 0, 98.4, "mnist")]
+    rows += [("dsr", 0.99, 0, 97.7, "mnist")]
+    st = fake(rows)
+    verdict = results.verdict_beats(st, "dsr", ["set"])
+    row = results.summary_row(st, verdict, "dsr", "set")
+    assert (
+        row["summary_ours"]
+        == "dsr 98.50 (1 run) vs set 98.40 (1 run) at s = 0.9 (mnist, seeds 0,1)"
+    )
+    assert results.summary_row(st, verdict, "dsr", "deepr")["summary_ours"] == "not run here"
+
+
 def test_verdict_is_partly_when_some_comparisons_hold():
     """Better than static, not better than thin_dense: partly reproduced, 1 of 2."""
     rows = [("dsr", 0.9, s, 98.0 + s / 10, "mnist") for s in (0, 1)]
