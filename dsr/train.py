@@ -268,7 +268,7 @@ def train(
         **asdict(runtime),
         "processes": ctx.world,
         "device": str(device),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: checkpoints load with weights_only
         "from_epoch": t.epoch,
     }
     if not t.runtimes or {**t.runtimes[-1], "from_epoch": t.epoch} != run_info:
