@@ -22,7 +22,6 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -184,6 +183,17 @@ def sync_warnings(device: torch.device | str, runtime: Runtime):
         torch.cuda.set_sync_debug_mode("default")
 
 
+@contextmanager
+def denormals_flushed(on: bool):
+    """With ``on``, CPU arithmetic treats denormal floats as 0 inside; the process default
+    (keep them) afterwards. torch has no getter for the setting, so it is not restored."""
+    torch.set_flush_denormal(on)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def memory_format(x: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     """``x`` in channels-last layout when asked for and 4-D, else as it is."""
     if runtime.channels_last and x.dim() == 4:
@@ -282,90 +292,72 @@ def train(
         enabled=progress and ctx.is_main,
         desc=f"{cfg.method} s={cfg.sparsity} seed={cfg.seed}",
     )
-    torch.set_flush_denormal(runtime.flush_denormal)
-    try:
-        run_epochs(t, run_dir, device, runtime, net, eval_net, l1, last, bar)
-    finally:
-        torch.set_flush_denormal(False)  # the process default
-    bar.close()
-    return t
-
-
-def run_epochs(
-    t: Trainer,
-    run_dir: Path | None,
-    device: str,
-    runtime: Runtime,
-    net: nn.Module,
-    eval_net: nn.Module,
-    l1: list[torch.Tensor],
-    last: int,
-    bar: Any,
-) -> None:
-    """The epochs of :func:`train` from ``t.epoch`` to ``last``, with a checkpoint after each."""
-    cfg, ctx = t.cfg, distributed.context()
     lr = Schedule.parse(cfg.lr_schedule)
     n = t.data.n_train
-    while t.epoch < last:
-        start = time.perf_counter()
-        for group in t.optimizer.param_groups:
-            group["lr"] = lr(t.epoch)
-        t.model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        batches = t.data.batches(
-            cfg.batch_size, train=True, epoch=t.epoch, seed=cfg.seed, shard=ctx.shard
-        )
-        with sync_warnings(device, runtime):  # no host sync per step (see the module doc)
-            for i, (x, y) in enumerate(batches):
-                with autocast(device, runtime):
-                    out = net(memory_format(x, runtime))
-                    if ctx.world == 1:
-                        loss = F.cross_entropy(out, y)
-                        loss_sum += loss.detach() * len(y)
-                    else:  # DDP averages over ranks: scale so that it is the global batch's mean
-                        total = F.cross_entropy(out, y, reduction="sum")
-                        loss = total * (ctx.world / min(cfg.batch_size, n - i * cfg.batch_size))
-                        loss_sum += total.detach()
-                t.optimizer.zero_grad(set_to_none=False)
-                loss.backward()
-                for w in l1:  # L1 penalty l1 * sum|w| on the sparse weights, as a gradient term
-                    w.grad.add_(w.detach().sign(), alpha=cfg.l1)
-                t.method.before_step()
-                t.optimizer.step()
-                io.fault_point("step")  # crash-safety tests kill the process here (dsr.io)
-                event = t.method.after_step()
-                if event is not None:
-                    if ctx.world > 1:
-                        event["ranks_agreed"] = distributed.sync_after_update(t.method, t.optimizer)
-                    t.events.append(event)
-                correct += (out.argmax(1) == y).sum()
-                bar.update(1)
-        train_loss = distributed.all_reduce_sum(loss_sum).item() / n
-        if not math.isfinite(train_loss):
-            bar.close()
-            raise TrainingDiverged(
-                f"training diverged: the mean training loss of epoch {t.epoch} is {train_loss} "
-                f"(learning rate {lr(t.epoch):g})"
+    with denormals_flushed(runtime.flush_denormal):
+        while t.epoch < last:
+            start = time.perf_counter()
+            for group in t.optimizer.param_groups:
+                group["lr"] = lr(t.epoch)
+            t.model.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            batches = t.data.batches(
+                cfg.batch_size, train=True, epoch=t.epoch, seed=cfg.seed, shard=ctx.shard
             )
-        train_acc = 100.0 * distributed.all_reduce_sum(correct).item() / n
-        test_loss, test_acc = evaluate(eval_net, t.data, shard=ctx.shard, runtime=runtime)
-        counts = count_parameters(t.model)
-        t.history.append(
-            {
-                "epoch": t.epoch,
-                "lr": lr(t.epoch),
-                "train_loss": train_loss,
-                "train_acc": train_acc,
-                "test_loss": test_loss,
-                "test_acc": test_acc,
-                "active_params": counts["active"],
-                "reallocations": sum(e["epoch"] == t.epoch for e in t.events),
-                "seconds": time.perf_counter() - start,
-            }
-        )
-        t.epoch += 1
-        bar.set_postfix(epoch=t.epoch, test_acc=f"{test_acc:.2f}")
-        if run_dir is not None and ctx.is_main:
-            io.save_torch(t.state_dict(), run_dir / CHECKPOINT)
-        distributed.barrier()
+            with sync_warnings(device, runtime):  # no host sync per step (see the module doc)
+                for i, (x, y) in enumerate(batches):
+                    with autocast(device, runtime):
+                        out = net(memory_format(x, runtime))
+                        if ctx.world == 1:
+                            loss = F.cross_entropy(out, y)
+                            loss_sum += loss.detach() * len(y)
+                        else:  # DDP averages over ranks: scale to the global batch's mean
+                            total = F.cross_entropy(out, y, reduction="sum")
+                            loss = total * (ctx.world / min(cfg.batch_size, n - i * cfg.batch_size))
+                            loss_sum += total.detach()
+                    t.optimizer.zero_grad(set_to_none=False)
+                    loss.backward()
+                    for w in l1:  # L1 penalty l1 * sum|w| on the sparse weights, as a gradient term
+                        w.grad.add_(w.detach().sign(), alpha=cfg.l1)
+                    t.method.before_step()
+                    t.optimizer.step()
+                    io.fault_point("step")  # crash-safety tests kill the process here (dsr.io)
+                    event = t.method.after_step()
+                    if event is not None:
+                        if ctx.world > 1:
+                            agreed = distributed.sync_after_update(t.method, t.optimizer)
+                            event["ranks_agreed"] = agreed
+                        t.events.append(event)
+                    correct += (out.argmax(1) == y).sum()
+                    bar.update(1)
+            train_loss = distributed.all_reduce_sum(loss_sum).item() / n
+            if not math.isfinite(train_loss):
+                bar.close()
+                raise TrainingDiverged(
+                    f"training diverged: the mean training loss of epoch {t.epoch} is {train_loss} "
+                    f"(learning rate {lr(t.epoch):g})"
+                )
+            train_acc = 100.0 * distributed.all_reduce_sum(correct).item() / n
+            test_loss, test_acc = evaluate(eval_net, t.data, shard=ctx.shard, runtime=runtime)
+            counts = count_parameters(t.model)
+            t.history.append(
+                {
+                    "epoch": t.epoch,
+                    "lr": lr(t.epoch),
+                    "train_loss": train_loss,
+                    "train_acc": train_acc,
+                    "test_loss": test_loss,
+                    "test_acc": test_acc,
+                    "active_params": counts["active"],
+                    "reallocations": sum(e["epoch"] == t.epoch for e in t.events),
+                    "seconds": time.perf_counter() - start,
+                }
+            )
+            t.epoch += 1
+            bar.set_postfix(epoch=t.epoch, test_acc=f"{test_acc:.2f}")
+            if run_dir is not None and ctx.is_main:
+                io.save_torch(t.state_dict(), run_dir / CHECKPOINT)
+            distributed.barrier()
+    bar.close()
+    return t
