@@ -317,9 +317,9 @@ def paper_for(model: str, dataset: str) -> pd.DataFrame:
 
 
 def versus_paper(st: Study) -> pd.DataFrame:
-    """Our runs beside the paper's, per (method, sparsity): per-run values, mean ± std, and the
-    difference of the means where both the data and the budget are the paper's (never for
-    ``cifar10-jpeg`` or a shortened budget)."""
+    """Our runs beside the paper's, per (method, sparsity): per-run values, mean ± std, and,
+    where both the data and the budget are the paper's (never for ``cifar10-jpeg`` or a
+    shortened budget), the difference of the means and the p-value of Welch's t-test of it."""
     ours = summarize(st)
     variant = st.variant()
     paper = paper_for(st.model, st.dataset)
@@ -343,8 +343,21 @@ def versus_paper(st: Study) -> pd.DataFrame:
         if same:
             diff = r["mean"] - p.test_accuracy.mean() if len(p) and r.runs else float("nan")
             row["ours - paper"] = "-" if pd.isna(diff) else f"{diff:+.2f}"
+            row["p (Welch)"] = welch_p(mine.test_acc, p.test_accuracy)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def welch_p(ours: pd.Series, theirs: pd.Series) -> str:
+    """The two-sided p-value of Welch's t-test (unequal variances) that our runs and the
+    paper's have the same mean, as text; "-" with fewer than two runs on either side or no
+    spread on both."""
+    from scipy.stats import ttest_ind
+
+    if len(ours) < 2 or len(theirs) < 2 or (ours.std() == 0 and theirs.std() == 0):
+        return "-"
+    p = float(ttest_ind(list(ours), list(theirs), equal_var=False).pvalue)
+    return f"{p:.3f}" if p >= 0.001 else "< 0.001"
 
 
 # --- verdicts --------------------------------------------------------------------------------

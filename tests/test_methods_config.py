@@ -23,9 +23,16 @@ def test_new_fields_keep_the_ids_of_existing_runs():
     """Configs that use none of the new fields hash as they did before those fields existed
     (ids computed with the code before this change)."""
     assert preset("lenet300-mnist", "paper").hash == "21581d2a277c"
-    assert preset("wrn28_2-cifar10", "cpu", method="static", sparsity=0.8, seed=2).hash == (
-        "559f5d8c3b1e"
+    old_cpu_budget = dict(  # WRN-28-2's cpu budget when that id was computed
+        epochs=10,
+        lr_schedule="0:0.1,3:0.02,6:0.004,8:0.0008",
+        realloc_schedule="0:25,1:50,4:100,7:200",
+        realloc_stop=9,
     )
+    wrn = preset(
+        "wrn28_2-cifar10", "paper", method="static", sparsity=0.8, seed=2, **old_cpu_budget
+    )
+    assert wrn.hash == "559f5d8c3b1e"
     assert preset("lenet300-mnist", "smoke", method="dense", sparsity=0.0).hash == "8fcf298109fd"
 
 
@@ -160,3 +167,16 @@ def test_dense_is_one_run_per_seed_whatever_sparsity_is_asked():
     assert asked.sparsity == 0.0
     assert asked == preset("lenet300-mnist", "paper", method="dense", sparsity=0.0)
     assert asked.hash == preset("lenet300-mnist", "paper").replace(method="dense").hash
+
+
+def test_wrn_cpu_budget_keeps_the_papers_reallocations_per_epoch():
+    """WRN-28-2's cpu budget (10 epochs of 5,000 images): the paper's 500 steps per epoch
+    become 50, so each reallocation period is a tenth of the paper's and a run reallocates as
+    often per epoch as the paper's does; LR steps stay at the same fractions of training."""
+    paper, cpu = preset("wrn28_2-cifar10", "paper"), preset("wrn28_2-cifar10", "cpu")
+    steps = (50_000 // paper.batch_size, cpu.train_subset // cpu.batch_size)
+    assert steps == (500, 50) and (cpu.epochs, cpu.test_subset) == (10, 2000)
+    assert cpu.realloc_schedule == "0:10,1:20,4:40,7:80"  # paper: 0:100,25:200,80:400,140:800
+    per_epoch = [steps[0] / 100, steps[1] / 10]
+    assert per_epoch[0] == per_epoch[1] == 5
+    assert cpu.lr_schedule == "0:0.1,3:0.02,6:0.004,8:0.0008"  # paper's steps at 60, 120, 160

@@ -169,3 +169,26 @@ def test_wall_time_is_mean_and_spread_over_the_methods_runs():
     st.runs = st.runs.assign(wall_seconds=[100.0, 120.0], device="cpu (x86_64, 1 threads)")
     assert results.wall_time(st, "dsr") == "110 ± 14 s per run (2 runs on cpu (x86_64, 1 threads))"
     assert results.wall_time(st, "static") == "not run here"
+
+
+def test_versus_paper_tests_the_difference_of_means_with_welch():
+    """Beside the paper's five dsr 0.9 runs, two of ours: the difference of the means and
+    Welch's two-sided p-value (scipy's value, checked against the formula here); one run of
+    ours gives no p-value."""
+    from scipy import stats
+
+    paper = results.paper_for("lenet300", "mnist")
+    paper = paper[(paper.method == "dsr") & (paper.sparsity.round(4) == 0.9)].test_accuracy
+    ours = [97.0, 97.2]
+    row = results.versus_paper(fake([("dsr", 0.9, i, a, "mnist") for i, a in enumerate(ours)]))
+    row = row.iloc[0]
+    assert row["ours - paper"] == f"{sum(ours) / 2 - paper.mean():+.2f}"
+    a, b = pd.Series(ours), paper
+    va, vb = a.var() / len(a), b.var() / len(b)
+    t = (a.mean() - b.mean()) / (va + vb) ** 0.5
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    p = 2 * stats.t.sf(abs(t), dof)
+    assert row["p (Welch)"] == (f"{p:.3f}" if p >= 0.001 else "< 0.001")
+    assert 0.001 < p < 0.05  # 97.1 ± 0.14 (2 runs) against the paper's 98.44 ± 0.10 (5 runs)
+    one = results.versus_paper(fake([("dsr", 0.9, 0, 98.4, "mnist")])).iloc[0]
+    assert one["p (Welch)"] == "-"
