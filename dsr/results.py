@@ -13,6 +13,10 @@ Profiles (the notebooks' ``profile`` parameter):
 * ``smoke``, ``cpu``, ``paper``: that budget of :data:`dsr.config.BUDGETS`; runs missing from the
   cache are trained first, in this process.
 
+A notebook's ``budget`` parameter names another budget for the ``default`` profile to read
+(WRN-28-2's committed runs are at the ``cpu`` budget); the other profiles ignore it and run at
+their own budget.
+
 Methods are named as in :data:`dsr.methods.METHODS`, optionally with a variant,
 ``name:value``, which sets the method's variant field (:data:`VARIANT_FIELDS`), e.g.
 ``static_replica:source``. A method that this version of the package does not have is reported
@@ -31,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from dsr.config import PROTOCOLS, ConfigError, RunConfig, preset
+from dsr.config import BUDGETS, PROTOCOLS, ConfigError, RunConfig, preset
 from dsr.data import PROJECT
 
 PAPER_DIR = PROJECT / "data" / "paper"
@@ -43,6 +47,7 @@ NOTEBOOK_ONLY = {
     "sparsities": "comma-separated sparsities",
     "seeds": "comma-separated seeds",
     "runs_root": "run cache folder; empty: $DSR_RUNS or data/runs",
+    "budget": "the budget whose committed runs the default profile reads (empty: paper)",
 }
 # The field a method's ``name:value`` variant sets.
 VARIANT_FIELDS = {
@@ -120,6 +125,7 @@ class Study:
     seeds: list[int]
     root: Path | None = None
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per planned run
+    committed_budget: str = "paper"  # the budget the default profile reads
 
     @property
     def protocol(self) -> str:
@@ -127,7 +133,7 @@ class Study:
 
     @property
     def budget(self) -> str:
-        return budget_of(self.profile)
+        return self.committed_budget if self.profile == "default" else budget_of(self.profile)
 
     @property
     def trains(self) -> bool:
@@ -239,6 +245,7 @@ def study(
     sparsities: str,
     seeds: str,
     runs_root: str = "",
+    budget: str = "",
 ) -> Study:
     """Find (or, outside the ``default`` profile, train) every run of a claim.
 
@@ -247,7 +254,11 @@ def study(
         model, dataset: registry names; the protocol is the one of ``model``.
         methods, sparsities, seeds: comma-separated lists (see the module docstring).
         runs_root: the run cache; empty: ``$DSR_RUNS`` or ``data/runs``.
+        budget: the budget of the committed runs the ``default`` profile reads (empty:
+            ``paper``); ignored by the other profiles.
     """
+    if budget and budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r} (known: {', '.join(BUDGETS)})")
     st = Study(
         profile,
         model,
@@ -256,6 +267,7 @@ def study(
         split(sparsities, float),
         split(seeds, int),
         Path(runs_root) if runs_root else None,
+        committed_budget=budget or "paper",
     )
     loaded: dict | None = {} if st.trains else None
     rows = [run_row(*p, st.root, loaded) for p in st.plan()]

@@ -119,6 +119,22 @@ def test_default_profile_never_trains(isolated_cache):
     assert not isolated_cache.exists() or not any(isolated_cache.iterdir())
 
 
+def test_default_profile_reads_the_committed_budget_it_is_given(isolated_cache):
+    """budget="cpu" makes the default profile look up the cpu-budget configs (never training);
+    a training profile keeps its own budget; an unknown budget is a one-line ConfigError."""
+    from dsr.config import ConfigError, preset
+
+    args = ("wrn28_2", "cifar10-jpeg", "dsr", "0.9", "0")
+    st = results.study("default", *args, budget="cpu")
+    want = preset("wrn28_2-cifar10", "cpu", method="dsr", dataset="cifar10-jpeg", seed=0)
+    assert st.budget == "cpu" and list(st.runs.hash) == [want.hash]
+    assert list(st.runs.status) == ["not run"]
+    assert results.study("default", *args).budget == "paper"
+    assert results.Study("smoke", *args[:2], [], [], [], committed_budget="cpu").budget == "smoke"
+    with pytest.raises(ConfigError, match="^unknown budget 'weekly'"):
+        results.study("default", *args, budget="weekly")
+
+
 def test_a_method_missing_from_the_registry_is_not_available():
     """A method this version lacks is reported, with its reason, and not planned."""
     st = results.study("default", "lenet300", "synthetic", "dsr,nosuchmethod", "0.9", "0")
