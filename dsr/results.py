@@ -384,12 +384,14 @@ class Verdict:
     pairs: pd.DataFrame
 
 
-def qualifier(st: Study) -> str:
-    """How the runs differ from the paper's setting, e.g. " (smoke budget, cifar10-jpeg)"."""
+def qualifier(st: Study, *more: str) -> str:
+    """How the runs differ from the paper's setting, e.g. " (smoke budget, on cifar10-jpeg)";
+    ``more`` adds notes such as "single runs"."""
     notes = [] if st.budget == "paper" else [f"{st.budget} budget"]
     variant = st.variant()
     if variant != PAPER_DATASET.get(variant):
         notes.append(f"on {variant}")
+    notes += [m for m in more if m]
     return f" ({', '.join(notes)})" if notes else ""
 
 
@@ -405,7 +407,9 @@ def verdict_beats(st: Study, winner: str, losers: list[str]) -> Verdict:
     A comparison counts as "better" when the difference of the means exceeds the larger of the
     two standard deviations over seeds (0 for a single run); the verdict is "reproduced" when
     every comparison made is better, "not reproduced" when none is, "partly reproduced"
-    otherwise, and "not run here" when no comparison could be made.
+    otherwise, and "not run here" when no comparison could be made. A comparison with a single
+    run on either side has no spread to measure the difference against: the label then says
+    "single runs" and the detail how many comparisons rest on one.
     """
     ours = summarize(st).set_index(["method", "sparsity"])
     rows = []
@@ -422,11 +426,13 @@ def verdict_beats(st: Study, winner: str, losers: list[str]) -> Verdict:
                 dict(
                     sparsity=s,
                     versus=loser,
+                    runs=f"{int(w.runs)} vs {int(lo.runs)}",
                     difference=round(diff, 3),
                     outcome=outcome(diff, spread),
                 )
             )
-    pairs = pd.DataFrame(rows, columns=["sparsity", "versus", "difference", "outcome"])
+    columns = ["sparsity", "versus", "runs", "difference", "outcome"]
+    pairs = pd.DataFrame(rows, columns=columns)
     return Verdict(*label_pairs(pairs, st, f"{winner} above {', '.join(losers)}"), pairs)
 
 
@@ -441,7 +447,11 @@ def label_pairs(pairs: pd.DataFrame, st: Study, what: str) -> tuple[str, str]:
         if better == 0
         else "partly reproduced"
     )
-    return label + qualifier(st), f"{what}: {better} of {len(pairs)} comparisons beyond seed spread"
+    detail = f"{what}: {better} of {len(pairs)} comparisons beyond seed spread"
+    single = int(pairs.runs.map(lambda r: min(int(n) for n in r.split(" vs ")) < 2).sum())
+    if single:
+        detail += f"; {single} of them with a single run on one side, whose spread is unknown"
+    return label + qualifier(st, "single runs" if single else ""), detail
 
 
 # --- budget and provenance -------------------------------------------------------------------

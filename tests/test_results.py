@@ -82,9 +82,26 @@ def test_verdict_is_partly_when_some_comparisons_hold():
 
 def test_verdict_names_a_budget_other_than_the_papers():
     """A verdict at the smoke budget says so."""
-    rows = [("dsr", 0.9, 0, 90.0, "mnist"), ("static", 0.9, 0, 80.0, "mnist")]
+    rows = [("dsr", 0.9, s, 90.0 + s, "mnist") for s in (0, 1)]
+    rows += [("static", 0.9, s, 80.0 + s, "mnist") for s in (0, 1)]
     v = results.verdict_beats(fake(rows, profile="smoke"), "dsr", ["static"])
     assert v.label == "reproduced (smoke budget)"
+
+
+def test_verdict_says_when_a_comparison_rests_on_a_single_run():
+    """Two dsr runs against one static run at 0.9, two against two at 0.99: the label says
+    "single runs" and the detail counts the one comparison without a spread on one side."""
+    rows = [("dsr", s, seed, 98.0 + seed / 10, "mnist") for s in (0.9, 0.99) for seed in (0, 1)]
+    rows += [("static", 0.9, 0, 97.0, "mnist")]
+    rows += [("static", 0.99, seed, 40.0 + seed, "mnist") for seed in (0, 1)]
+    v = results.verdict_beats(fake(rows, profile="smoke"), "dsr", ["static"])
+    assert v.label == "reproduced (smoke budget, single runs)"
+    assert list(v.pairs.runs) == ["2 vs 1", "2 vs 2"]
+    assert v.detail.endswith("2 comparisons beyond seed spread; 1 of them with a single run "
+                             "on one side, whose spread is unknown")
+    both = [r for r in rows if not (r[0] == "static" and r[1] == 0.9)]
+    both += [("static", 0.9, seed, 97.0, "mnist") for seed in (0, 1)]
+    assert results.verdict_beats(fake(both), "dsr", ["static"]).label == "reproduced"
 
 
 def test_cifar10_jpeg_is_labelled_and_never_subtracted_from_the_paper():
