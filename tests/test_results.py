@@ -97,8 +97,10 @@ def test_verdict_says_when_a_comparison_rests_on_a_single_run():
     v = results.verdict_beats(fake(rows, profile="smoke"), "dsr", ["static"])
     assert v.label == "reproduced (smoke budget, single runs)"
     assert list(v.pairs.runs) == ["2 vs 1", "2 vs 2"]
-    assert v.detail.endswith("2 comparisons beyond seed spread; 1 of them with a single run "
-                             "on one side, whose spread is unknown")
+    assert v.detail.endswith(
+        "2 comparisons beyond seed spread; 1 of them with a single run "
+        "on one side, whose spread is unknown"
+    )
     both = [r for r in rows if not (r[0] == "static" and r[1] == 0.9)]
     both += [("static", 0.9, seed, 97.0, "mnist") for seed in (0, 1)]
     assert results.verdict_beats(fake(both), "dsr", ["static"]).label == "reproduced"
@@ -225,3 +227,27 @@ def test_versus_paper_tests_the_difference_of_means_with_welch():
     assert 0.001 < p < 0.05  # 97.1 ± 0.14 (2 runs) against the paper's 98.44 ± 0.10 (5 runs)
     one = results.versus_paper(fake([("dsr", 0.9, 0, 98.4, "mnist")])).iloc[0]
     assert one["p (Welch)"] == "-"
+
+
+def test_larger_sparser_compares_only_tensors_of_different_sizes():
+    """Three tensors of one size whose densities differ (as in a WRN stage) and a larger,
+    sparser one: 3 of 3 size pairs hold, "reproduced", though the rank correlation with size
+    is not -1; a larger tensor that ends denser than one smaller tensor: 2 of 3, "partly"."""
+    st = fake([("dsr", 0.9, 0, 98.0, "mnist")])
+
+    def final(densities: list[float], sizes: list[int]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"numel": sizes, "final density": densities, "depth": range(len(sizes))}
+        )
+
+    tied = final([0.20, 0.15, 0.18, 0.10], [100, 100, 100, 400])
+    v = results.verdict_larger_sparser(tied, st)
+    assert results.size_pairs(tied) == (3, 3)
+    assert v.label == "reproduced"
+    assert tied.numel.corr(tied["final density"], method="spearman") > -1 + 1e-6
+    assert v.detail.startswith("in 3 of 3 pairs of tensors of different sizes")
+    mixed = final([0.20, 0.18, 0.10, 0.15], [100, 100, 100, 400])
+    assert results.size_pairs(mixed) == (2, 3)
+    assert results.verdict_larger_sparser(mixed, st).label == "partly reproduced"
+    same = final([0.2, 0.1], [100, 100])
+    assert results.verdict_larger_sparser(same, st).label == "not run here"
