@@ -306,6 +306,15 @@ def cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from dsr.runs import cache_report
+
+    if args.runs_root is not None and not args.runs_root.is_dir():
+        raise CommandError(f"no run cache at {args.runs_root}")
+    print(cache_report(args.runs_root))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="python -m dsr",
@@ -410,6 +419,22 @@ def parser() -> argparse.ArgumentParser:
         "--timeout", type=int, default=None, help="seconds a notebook cell may run (default: none)"
     )
     k.set_defaults(func=cmd_book)
+    r = sub.add_parser(
+        "runs",
+        allow_abbrev=False,
+        help="list the run cache: each run's state, accuracy and cost",
+        description="One line per run folder of the cache: model, data set, method, sparsity, "
+        "seed, epochs, state (done, epoch k of n, failed), final test accuracy, wall seconds and "
+        "cost (CPU-hours: wall time x torch threads x processes; GPU-hours: wall time x "
+        "processes), then the totals of the finished runs.",
+    )
+    r.add_argument(
+        "--runs-root",
+        type=Path,
+        default=None,
+        help="run cache folder (default: $DSR_RUNS or data/runs)",
+    )
+    r.set_defaults(func=cmd_runs)
     return p
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -299,6 +300,75 @@ def provenance(device: str) -> dict[str, Any]:
         "device": dev,
         "python": platform.python_version(),
     }
+
+
+# --- the cache as a table ---------------------------------------------------------------------
+
+
+def threads_of(device: str) -> int:
+    """The torch threads recorded in a CPU run's device string, "cpu (x86_64, 2 threads)"."""
+    match = re.search(r"(\d+) threads", device)
+    return int(match.group(1)) if match else 1
+
+
+def cache_rows(root: Path | None = None) -> list[dict[str, Any]]:
+    """One row per run folder under ``root``: what it trains, how far it got, what it cost.
+
+    ``cpu_hours`` is wall time x torch threads x processes of a finished CPU run, ``gpu_hours``
+    wall time x processes of a finished CUDA run; a run in progress shows the seconds of its
+    checkpointed epochs and no cost (its threads are recorded only when it finishes)."""
+    rows = []
+    for path in sorted((root or runs_root()).glob("*/config.json")):
+        folder, cfg = path.parent, stored_config(path.parent)
+        row = dict(
+            hash=folder.name, model=cfg["model"], dataset=cfg["dataset"], method=cfg["method"],
+            sparsity=cfg["sparsity"], seed=cfg["seed"], epochs=cfg["epochs"], status="not started",
+            test_acc=float("nan"), seconds=0.0, cpu_hours=0.0, gpu_hours=0.0,
+        )  # fmt: skip
+        if (folder / SUMMARY).exists():
+            summary = io.read_json(folder / SUMMARY)
+            processes = max([r.get("processes", 1) for r in summary.get("runtime", [])] or [1])
+            hours = summary["wall_seconds"] * processes / 3600
+            cuda = summary["device"].startswith("cuda")
+            row.update(
+                status="done",
+                test_acc=summary["final_test_acc"],
+                seconds=summary["wall_seconds"],
+                cpu_hours=0.0 if cuda else hours * threads_of(summary["device"]),
+                gpu_hours=hours if cuda else 0.0,
+            )
+        elif (folder / FAILED).exists():
+            row["status"] = "failed"
+        elif (folder / "checkpoint.pt").exists():
+            state = io.load_checkpoint(folder / "checkpoint.pt")
+            row["status"] = f"epoch {state['epoch']} of {cfg['epochs']}"
+            row["seconds"] = sum(h["seconds"] for h in state["history"])
+        rows.append(row)
+    return rows
+
+
+def cache_report(root: Path | None = None) -> str:
+    """The run cache as a table, then one line of totals."""
+    import pandas as pd
+
+    rows = cache_rows(root)
+    if not rows:
+        return f"no runs under {root or runs_root()}"
+    table = pd.DataFrame(rows)
+    done = table[table.status == "done"]
+    running = table.status.str.startswith("epoch")
+    shown = table.assign(
+        test_acc=table.test_acc.map(lambda a: "" if a != a else f"{a:.2f}"),
+        seconds=table.seconds.round().astype(int),
+        cpu_hours=table.cpu_hours.round(2),
+        gpu_hours=table.gpu_hours.round(2),
+    )
+    totals = (
+        f"{len(done)} finished runs: {done.cpu_hours.sum():.1f} CPU-hours (wall time x threads), "
+        f"{done.gpu_hours.sum():.1f} GPU-hours; {int(running.sum())} in progress, "
+        f"{int((table.status == 'failed').sum())} failed"
+    )
+    return shown.to_string(index=False) + "\n" + totals
 
 
 # --- sweeps ------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -98,3 +99,31 @@ def test_help_lists_every_config_field(capsys):
     out = capsys.readouterr().out
     assert exit_.value.code == 0
     assert all(f"--{f.name}" in out for f in fields(RunConfig))
+
+
+def test_runs_lists_finished_and_interrupted_runs_with_their_cost(tmp_path):
+    """`dsr runs` shows a finished run (accuracy, CPU-hours = wall x threads) and one stopped
+    after an epoch ("epoch 1 of n"), then totals that count each once."""
+    import json
+
+    runs = tmp_path / "runs"
+    common = ["--protocol", "lenet300-mnist", "--budget", "smoke", "--dataset", "synthetic"]
+    common += ["--no-progress", "--threads", "1"]
+    assert dsr("train", *common, "--seed", "0", runs=runs).returncode == 0
+    stopped = dsr("train", *common, "--seed", "1", "--epochs", "3", "--stop-after", "1", runs=runs)
+    assert stopped.returncode == 0, stopped.stderr
+    out = dsr("runs", runs=runs)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    summary = json.loads(next(runs.glob("*/summary.json")).read_text())
+    done = next(line for line in lines if line.startswith(summary["hash"]))
+    assert f"{summary['final_test_acc']:.2f}" in done.split()
+    assert float(done.split()[-2]) == round(summary["wall_seconds"] / 3600, 2)  # 1 thread
+    assert any(re.search(r"\sepoch 1 of 3\s", line) for line in lines)
+    hours = summary["wall_seconds"] / 3600
+    assert lines[-1] == (
+        f"1 finished runs: {hours:.1f} CPU-hours (wall time x threads), 0.0 GPU-hours; "
+        "1 in progress, 0 failed"
+    )
+    missing = dsr("runs", "--runs-root", str(tmp_path / "nothing"), runs=runs)
+    assert (missing.returncode, missing.stderr.count("\n")) == (2, 1)
