@@ -26,7 +26,7 @@ def dsr(*args: str, env_extra: dict | None = None, runs: Path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a guard against a hang: importing torch alone can take 30 s on a busy CPU
     )
 
 
