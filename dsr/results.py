@@ -415,7 +415,7 @@ def verdict_beats(st: Study, winner: str, losers: list[str]) -> Verdict:
     "single runs" and the detail how many comparisons rest on one.
     """
     ours = summarize(st).set_index(["method", "sparsity"])
-    rows = []
+    rows, single = [], 0
     for s in st.sparsities:
         for loser in losers:
             if (winner, s) not in ours.index or (loser, s) not in ours.index:
@@ -425,6 +425,7 @@ def verdict_beats(st: Study, winner: str, losers: list[str]) -> Verdict:
                 continue
             diff, spread = w["mean"] - lo["mean"], max(w["std"], lo["std"], 0.0)
             spread = 0.0 if pd.isna(spread) else spread
+            single += min(w.runs, lo.runs) < 2
             rows.append(
                 dict(
                     sparsity=s,
@@ -436,10 +437,12 @@ def verdict_beats(st: Study, winner: str, losers: list[str]) -> Verdict:
             )
     columns = ["sparsity", "versus", "runs", "difference", "outcome"]
     pairs = pd.DataFrame(rows, columns=columns)
-    return Verdict(*label_pairs(pairs, st, f"{winner} above {', '.join(losers)}"), pairs)
+    what = f"{winner} above {', '.join(losers)}"
+    return Verdict(*label_pairs(pairs, st, what, int(single)), pairs)
 
 
-def label_pairs(pairs: pd.DataFrame, st: Study, what: str) -> tuple[str, str]:
+def label_pairs(pairs: pd.DataFrame, st: Study, what: str, single: int) -> tuple[str, str]:
+    """The label and detail of ``pairs``; ``single``: comparisons with one run on a side."""
     if pairs.empty:
         return "not run here", f"no finished runs to compare ({what})"
     better = int((pairs.outcome == "better").sum())
@@ -451,7 +454,6 @@ def label_pairs(pairs: pd.DataFrame, st: Study, what: str) -> tuple[str, str]:
         else "partly reproduced"
     )
     detail = f"{what}: {better} of {len(pairs)} comparisons beyond seed spread"
-    single = int(pairs.runs.map(lambda r: min(int(n) for n in r.split(" vs ")) < 2).sum())
     if single:
         detail += f"; {single} of them with a single run on one side, whose spread is unknown"
     return label + qualifier(st, "single runs" if single else ""), detail
@@ -621,12 +623,13 @@ def tensor_rows(step: int, epoch: int, active: list[int], tensors: list[dict]) -
     ]  # fmt: skip
 
 
-def final_density(record) -> pd.DataFrame:
-    """Per sparse tensor: shape, size, and its density at the start and at the end."""
+def final_density(record, over: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per sparse tensor: shape, size, and its density at the start and at the end; ``over``:
+    the run's :func:`density_over_training`, if the caller has it already."""
     columns = ["tensor", "depth", "shape", "numel", "active", "initial density", "final density"]
     if record is None:
         return pd.DataFrame(columns=columns)
-    over = density_over_training(record)
+    over = density_over_training(record) if over is None else over
     final = pd.DataFrame(record.summary["density"]["tensors"])
     start = over[over.step == 0].set_index("tensor").density if len(over) else None
     final["initial density"] = final.name.map(start) if start is not None else float("nan")
@@ -653,8 +656,9 @@ class DensityPage:
 
 def density_page(st: Study, method: str, sparsity: float, seed: int) -> DensityPage:
     record = st.record(method, sparsity, seed)
-    final = final_density(record)
-    return DensityPage(density_over_training(record), final, verdict_larger_sparser(final, st))
+    over = density_over_training(record)
+    final = final_density(record, over)
+    return DensityPage(over, final, verdict_larger_sparser(final, st))
 
 
 def verdict_larger_sparser(final: pd.DataFrame, st: Study) -> Verdict:
