@@ -426,7 +426,8 @@ def parser() -> argparse.ArgumentParser:
         description="One line per run folder of the cache: model, data set, method, sparsity, "
         "seed, epochs, state (done, epoch k of n, failed), final test accuracy, wall seconds and "
         "cost (CPU-hours: wall time x torch threads x processes; GPU-hours: wall time x "
-        "processes), then the totals of the finished runs.",
+        "processes, so runs that shared one GPU each count their whole wall time), then the "
+        "totals of the finished runs.",
     )
     r.add_argument(
         "--runs-root",

@@ -404,7 +404,7 @@ def outcome(diff: float, spread: float) -> str:
     return "worse" if diff < -spread else "within seed spread"
 
 
-def verdict_beats(st: Study, winner: str, losers: list[str]) -> Verdict:
+def verdict_beats(st: Study, winner: str, losers: list[str], matching: bool = False) -> Verdict:
     """Does ``winner`` reach a higher mean accuracy than each of ``losers`` at every sparsity?
 
     A comparison counts as "better" when the difference of the means exceeds the larger of the
@@ -413,6 +413,8 @@ def verdict_beats(st: Study, winner: str, losers: list[str]) -> Verdict:
     otherwise, and "not run here" when no comparison could be made. A comparison with a single
     run on either side has no spread to measure the difference against: the label then says
     "single runs" and the detail how many comparisons rest on one.
+
+    With ``matching`` the claim is "matches or beats": a comparison within seed spread holds too.
     """
     ours = summarize(st).set_index(["method", "sparsity"])
     rows, single = [], 0
@@ -437,15 +439,19 @@ def verdict_beats(st: Study, winner: str, losers: list[str]) -> Verdict:
             )
     columns = ["sparsity", "versus", "runs", "difference", "outcome"]
     pairs = pd.DataFrame(rows, columns=columns)
-    what = f"{winner} above {', '.join(losers)}"
-    return Verdict(*label_pairs(pairs, st, what, int(single)), pairs)
+    what = f"{winner} {'at or above' if matching else 'above'} {', '.join(losers)}"
+    held = ("better", "within seed spread") if matching else ("better",)
+    return Verdict(*label_pairs(pairs, st, what, int(single), held), pairs)
 
 
-def label_pairs(pairs: pd.DataFrame, st: Study, what: str, single: int) -> tuple[str, str]:
-    """The label and detail of ``pairs``; ``single``: comparisons with one run on a side."""
+def label_pairs(
+    pairs: pd.DataFrame, st: Study, what: str, single: int, held: tuple[str, ...] = ("better",)
+) -> tuple[str, str]:
+    """The label and detail of ``pairs``; ``single``: comparisons with one run on a side;
+    ``held``: the outcomes that count for the claim."""
     if pairs.empty:
         return "not run here", f"no finished runs to compare ({what})"
-    better = int((pairs.outcome == "better").sum())
+    better = int(pairs.outcome.isin(held).sum())
     label = (
         "reproduced"
         if better == len(pairs)
@@ -453,7 +459,8 @@ def label_pairs(pairs: pd.DataFrame, st: Study, what: str, single: int) -> tuple
         if better == 0
         else "partly reproduced"
     )
-    detail = f"{what}: {better} of {len(pairs)} comparisons beyond seed spread"
+    how = "beyond seed spread" if held == ("better",) else "better or within seed spread"
+    detail = f"{what}: {better} of {len(pairs)} comparisons {how}"
     if single:
         detail += f"; {single} of them with a single run on one side, whose spread is unknown"
     return label + qualifier(st, "single runs" if single else ""), detail
@@ -550,9 +557,14 @@ def summary_row(
     sparsity is shown."""
     ours_means = summarize(st)
     variant = st.variant()
-    unit = f"{variant}, seeds {','.join(map(str, st.seeds))}"
-    both = [x for x in st.sparsities if headline(ours_means, a, b, x, unit) != "-"]
+    both = [x for x in st.sparsities if headline(ours_means, a, b, x, "") != "-"]
     s = max(both or st.sparsities)
+    done = st.done()
+    seeds = [
+        ",".join(map(str, sorted(done[(done.label == m) & (done.sparsity == s)].seed)))
+        for m in (a, b)
+    ]  # the seeds that finished, which may be fewer than the study's
+    unit = f"{variant}, seeds {seeds[0] if seeds[0] == seeds[1] else ' and '.join(seeds)}"
     model, dataset = paper or (st.model, st.dataset)
     means = paper_means(model, dataset)
     s_paper = s if paper is None or (means.sparsity == s).any() else means.sparsity.max()
@@ -585,6 +597,45 @@ def cost_table(st: Study) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def output_connections(st: Study, methods: list[str]) -> pd.DataFrame:
+    """Per method and sparsity: how many output units of the last sparse tensor (LeNet-300-100's
+    fc3: the 10 classes) keep at least one active weight at the end of each finished run, and
+    that tensor's active weights, from the runs' final masks (one value per seed).
+
+    An output unit with no incoming weight is a constant (its batch-norm bias): per-tensor
+    pruning to a uniform sparsity leaves the 10 x 100 output layer only 1000 (1 - s) weights,
+    and a class left with none cannot be predicted from the input."""
+    rows = []
+    done = st.done()
+    for label in methods:
+        for s in st.sparsities:
+            hit = done[(done.label == label) & (done.sparsity == s)].sort_values("seed")
+            connected, active, accuracy, tensor, total = [], [], [], "", 0
+            for seed, acc in zip(hit.seed, hit.test_acc):
+                record = st.record(label, s, int(seed))
+                if not (record.path / "masks_final.npz").exists():  # a dense method
+                    continue
+                masks = record.final_masks()
+                tensor, last = list(masks.items())[-1]
+                connected.append(int(last.reshape(last.shape[0], -1).any(dim=1).sum()))
+                active.append(int(last.sum()))
+                accuracy.append(f"{acc:.2f}")
+                total = last.shape[0]
+            if connected:
+                rows.append(
+                    {
+                        "method": label,
+                        "sparsity": s,
+                        "tensor": tensor,
+                        "active weights": ", ".join(map(str, active)),
+                        "outputs connected": ", ".join(map(str, connected)) + f" of {total}",
+                        "test accuracy": ", ".join(accuracy),
+                    }
+                )
+    columns = ["method", "sparsity", "tensor", "active weights", "outputs connected"]
+    return pd.DataFrame(rows, columns=[*columns, "test accuracy"])
 
 
 # --- where the parameters go (reallocation logs) ---------------------------------------------
@@ -743,14 +794,19 @@ def paper_pivot(model: str, dataset: str) -> pd.DataFrame:
 
 
 def wall_time(st: Study, label: str) -> str:
-    """Wall time per run of one method: ``"1520 ± 31 s per run (2 runs on cpu ...)"``."""
+    """Wall time per run of one method on each device it ran on (times on different devices
+    are not averaged): ``"1520 ± 31 s per run (2 runs on cpu ...); 140 s per run (1 run on
+    cuda ...)"``."""
     g = st.done()
     g = g[g.label == label]
     if g.empty:
         return "not run here"
-    spread = f" ± {g.wall_seconds.std(ddof=1):.0f}" if len(g) > 1 else ""
-    where = ", ".join(sorted(set(g.device)))
-    return f"{g.wall_seconds.mean():.0f}{spread} s per run ({len(g)} runs on {where})"
+    parts = []
+    for device, d in g.groupby("device", sort=True):
+        spread = f" ± {d.wall_seconds.std(ddof=1):.0f}" if len(d) > 1 else ""
+        runs = f"{len(d)} runs" if len(d) > 1 else "1 run"
+        parts.append(f"{d.wall_seconds.mean():.0f}{spread} s per run ({runs} on {device})")
+    return "; ".join(parts)
 
 
 def model_available(model: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -64,10 +66,34 @@ def test_summary_row_shows_the_highest_sparsity_where_both_methods_ran():
     verdict = results.verdict_beats(st, "dsr", ["set"])
     row = results.summary_row(st, verdict, "dsr", "set")
     assert (
-        row["summary_ours"]
-        == "dsr 98.50 (1 run) vs set 98.40 (1 run) at s = 0.9 (mnist, seeds 0,1)"
-    )
+        row["summary_ours"] == "dsr 98.50 (1 run) vs set 98.40 (1 run) at s = 0.9 (mnist, seeds 0)"
+    )  # the seeds that finished, not the study's 0,1
     assert results.summary_row(st, verdict, "dsr", "deepr")["summary_ours"] == "not run here"
+    st = fake(rows + [("dsr", 0.9, 1, 98.3, "mnist")])
+    assert results.summary_row(st, verdict, "dsr", "set")["summary_ours"].endswith(
+        "(mnist, seeds 0,1 and 0)"
+    )
+
+
+def test_matches_or_beats_counts_comparisons_within_seed_spread():
+    """dsr against pruning at three sparsities, better / within spread / worse: "above" holds
+    once, "at or above" (matches or beats) twice."""
+    rows = []
+    for s, dsr_acc, pruning_acc in ((0.9, 98.0, 97.0), (0.95, 98.0, 98.05), (0.99, 97.0, 98.0)):
+        rows += [("dsr", s, seed, dsr_acc + seed / 10, "mnist") for seed in (0, 1)]
+        rows += [("pruning", s, seed, pruning_acc + seed / 10, "mnist") for seed in (0, 1)]
+    st = fake(rows)
+    beats = results.verdict_beats(st, "dsr", ["pruning"])
+    matches = results.verdict_beats(st, "dsr", ["pruning"], matching=True)
+    assert list(matches.pairs.outcome) == ["better", "within seed spread", "worse"]
+    assert beats.detail == "dsr above pruning: 1 of 3 comparisons beyond seed spread"
+    assert matches.detail == (
+        "dsr at or above pruning: 2 of 3 comparisons better or within seed spread"
+    )
+    assert matches.label == "partly reproduced"
+    st = fake([r for r in rows if r[1] == 0.95])
+    assert results.verdict_beats(st, "dsr", ["pruning"]).label == "not reproduced"
+    assert results.verdict_beats(st, "dsr", ["pruning"], matching=True).label == "reproduced"
 
 
 def test_verdict_is_partly_when_some_comparisons_hold():
@@ -198,11 +224,52 @@ def test_final_density_matches_the_summary(smoke_dsr):
     assert final.tensor.tolist() == ["fc1", "fc2", "fc3"]
 
 
-def test_wall_time_is_mean_and_spread_over_the_methods_runs():
-    """Two dsr runs of 100 s and 120 s: "110 ± 14 s per run (2 runs on <device>)"."""
-    st = fake([("dsr", 0.9, 0, 98.0, "mnist"), ("dsr", 0.9, 1, 98.2, "mnist")])
-    st.runs = st.runs.assign(wall_seconds=[100.0, 120.0], device="cpu (x86_64, 1 threads)")
-    assert results.wall_time(st, "dsr") == "110 ± 14 s per run (2 runs on cpu (x86_64, 1 threads))"
+def test_output_connections_count_classes_with_an_incoming_weight(smoke_dsr, tmp_path):
+    """Per seed: the last sparse tensor's active weights (the summary's count) and its output
+    units with at least one; a run whose fc3 mask keeps a single row connects 1 of 10."""
+    import shutil
+
+    import numpy as np
+
+    table = results.output_connections(smoke_dsr, ["dsr"])
+    assert list(table.tensor) == ["fc3"] and list(table.sparsity) == [0.9]
+    active = [
+        smoke_dsr.record("dsr", 0.9, seed).summary["density"]["tensors"][-1]["active"]
+        for seed in (0, 1)
+    ]
+    assert table["active weights"].iloc[0] == f"{active[0]}, {active[1]}"
+    assert table["outputs connected"].iloc[0].endswith(" of 10")
+    # the same run with every fc3 weight but those of class 3 masked off
+    record = smoke_dsr.record("dsr", 0.9, 0)
+    root = tmp_path / "runs"
+    shutil.copytree(record.path, root / record.path.name)
+    masks = {n: m.numpy() for n, m in record.final_masks().items()}
+    masks["fc3"][:] = False
+    masks["fc3"][3, :7] = True
+    packed = {n: np.packbits(m.ravel()) for n, m in masks.items()}
+    shapes = json.dumps({n: list(m.shape) for n, m in masks.items()})
+    np.savez(root / record.path.name / "masks_final.npz", __shapes__=shapes, **packed)
+    st = results.study("default", "lenet300", "synthetic", "dsr", "0.9", "0", str(root))
+    st.runs = smoke_dsr.runs.iloc[:1]  # the smoke run, read from the copy
+    st.committed_budget = "smoke"
+    row = results.output_connections(st, ["dsr"]).iloc[0]
+    assert (row["active weights"], row["outputs connected"]) == ("7", "1 of 10")
+
+
+def test_wall_time_is_mean_and_spread_over_the_methods_runs_per_device():
+    """dsr runs of 100 s and 120 s on a CPU and one of 30 s on a GPU: "110 ± 14 s per run
+    (2 runs on <cpu>); 30 s per run (1 run on <gpu>)", never one mean over both devices."""
+    st = fake(
+        [("dsr", 0.9, 0, 98.0, "mnist"), ("dsr", 0.9, 1, 98.2, "mnist")]
+        + [("dsr", 0.9, 2, 98.1, "mnist")]
+    )
+    cpu, gpu = "cpu (x86_64, 1 threads)", "cuda (NVIDIA H200)"
+    st.runs = st.runs.assign(wall_seconds=[100.0, 120.0, 30.0], device=[cpu, cpu, gpu])
+    assert results.wall_time(st, "dsr") == (
+        f"110 ± 14 s per run (2 runs on {cpu}); 30 s per run (1 run on {gpu})"
+    )
+    st.runs = st.runs.iloc[:2]
+    assert results.wall_time(st, "dsr") == f"110 ± 14 s per run (2 runs on {cpu})"
     assert results.wall_time(st, "static") == "not run here"
 
 
