@@ -28,6 +28,14 @@ def empty(ax: Axes, text: str) -> None:
     ax.set_yticks([])
 
 
+def place_legend(ax: Axes, loc: str, **kw) -> None:
+    """Put the axes' legend, if any, at ``loc``. Never matplotlib's default "best": it searches
+    the data for an empty spot and warns on stderr when that takes over a second, which a busy
+    machine turns into a warning on a page of the book."""
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, loc, **kw)
+
+
 def points(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str, colours: dict) -> None:
     """Mean ± sd per (x, hue) as connected points, every run as a dot beside its mean."""
     order = sorted(df[x].unique())
@@ -38,8 +46,7 @@ def points(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str, colours: dict) 
     sns.pointplot(**kw, errorbar="sd", dodge=0.8 * (len(hues) - 1) / len(hues), capsize=0.1)
     sns.stripplot(**kw, dodge=True, size=5, alpha=0.7, legend=False, jitter=False,
                   edgecolor="black", linewidth=0.5)  # fmt: skip
-    if ax.get_legend() is not None:
-        ax.get_legend().set_title("method")
+    place_legend(ax, "lower left", title="method")
 
 
 def accuracy_vs_sparsity(st: results.Study) -> Figure:
@@ -73,7 +80,7 @@ def dense_line(ax: Axes, done: pd.DataFrame) -> None:
     dense = done[done.method == "dense"]
     if len(dense):
         ax.axhline(dense.test_acc.mean(), color="0.3", ls="--", lw=1, label="dense (mean)")
-        ax.legend(title="method", fontsize="small")
+        ax.legend(title="method", fontsize="small", loc="lower left")
 
 
 def seed_text(st: results.Study) -> str:
@@ -108,7 +115,7 @@ def cost(st: results.Study) -> Figure:
         empty(ax, "no mask updates logged")
         return fig
     colours = palette([m for m in st.methods if m in set(done.label)])
-    sns.barplot(done, x="label", y="per_epoch", hue="label", palette=colours, ax=ax)
+    sns.barplot(done, x="label", y="per_epoch", hue="label", palette=colours, ax=ax, legend=False)
     ax.set_yscale("log")
     ax.set_xlabel("method")
     ax.set_ylabel("mask updates per epoch")
@@ -136,6 +143,8 @@ def density_over_training(over: pd.DataFrame, final: pd.DataFrame, title: str) -
     right.set_xlabel("tensor size (weights)")
     right.set_ylabel("final fraction active")
     right.set_title("end of training")
+    place_legend(left, "upper right")
+    place_legend(right, "upper right")
     return fig
 
 

@@ -1,0 +1,46 @@
+"""dsr.plots: every legend sits at a fixed place (matplotlib's default "best" searches the data
+and warns on stderr when that is slow, which would put a warning on a page of the book)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import pytest
+
+from dsr import plots, results
+
+BEST = 0  # matplotlib's code for loc="best"
+
+
+@pytest.fixture(scope="module")
+def study() -> results.Study:
+    """Committed LeNet-300-100 runs (several methods, sparsities and seeds, dense among them)."""
+    return results.study(
+        "default", "lenet300", "mnist", "dsr,static,pruning,dense", "0.9,0.99", "0,1"
+    )
+
+
+def figures(st: results.Study):
+    record = st.record("dsr", 0.9, 0)
+    over = results.density_over_training(record)
+    yield plots.accuracy_vs_sparsity(st)
+    yield plots.accuracy_by_method(st)
+    yield plots.cost(st)
+    yield plots.density_over_training(over, results.final_density(record, over), "dsr")
+    yield plots.imagenet(results.imagenet_table())
+
+
+def test_every_legend_has_a_fixed_place_and_drawing_warns_nothing(study):
+    assert len(study.done()) >= 6  # the committed runs are there: the plots have data
+    legends = 0
+    for fig in figures(study):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fig.savefig(io.BytesIO(), format="png")
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            if legend is not None:
+                legends += 1
+                assert legend._loc != BEST, (fig, ax.get_title())
+    assert legends >= 4  # accuracy (2 panels), density (2 panels), imagenet (2 panels)
