@@ -559,11 +559,8 @@ def summary_row(
     variant = st.variant()
     both = [x for x in st.sparsities if headline(ours_means, a, b, x, "") != "-"]
     s = max(both or st.sparsities)
-    done = st.done()
-    seeds = [
-        ",".join(map(str, sorted(done[(done.label == m) & (done.sparsity == s)].seed)))
-        for m in (a, b)
-    ]  # the seeds that finished, which may be fewer than the study's
+    finished = ours_means.set_index(["method", "sparsity"]).seeds
+    seeds = [finished.get((m, s), "") for m in (a, b)]  # may be fewer than the study's
     unit = f"{variant}, seeds {seeds[0] if seeds[0] == seeds[1] else ' and '.join(seeds)}"
     model, dataset = paper or (st.model, st.dataset)
     means = paper_means(model, dataset)
