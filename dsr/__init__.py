@@ -14,11 +14,26 @@ Use in your own training loop::
 Or run a configured experiment: ``dsr.run(dsr.preset("lenet300-mnist", "paper"))``.
 """
 
+from typing import TYPE_CHECKING
+
 from dsr.config import RunConfig, preset
-from dsr.methods import METHODS, Method, sparsify
+
+if TYPE_CHECKING:
+    from dsr.methods import METHODS, Method, sparsify
 
 __version__ = "0.1.0"
 __all__ = ["METHODS", "Method", "RunConfig", "preset", "run", "sparsify"]
+_FROM_METHODS = ("METHODS", "Method", "sparsify")
+
+
+def __getattr__(name: str):
+    """The method registry loads on first use, so that importing the configs (and
+    ``python -m dsr --help``) does not import torch."""
+    if name in _FROM_METHODS:
+        from dsr import methods
+
+        return getattr(methods, name)
+    raise AttributeError(f"module 'dsr' has no attribute {name!r}")
 
 
 def run(cfg: RunConfig, **kwargs):

@@ -127,3 +127,26 @@ def test_runs_lists_finished_and_interrupted_runs_with_their_cost(tmp_path):
     )
     missing = dsr("runs", "--runs-root", str(tmp_path / "nothing"), runs=runs)
     assert (missing.returncode, missing.stderr.count("\n")) == (2, 1)
+
+
+def test_help_does_not_import_torch():
+    """``--help`` answers at once: the method registry (and torch) load only when a command
+    runs. Checked in a fresh interpreter, where nothing has imported torch yet."""
+    code = (
+        "import sys\n"
+        "from dsr.__main__ import main\n"
+        "for cmd in (['--help'], ['train', '--help'], ['sweep', '--help'], ['runs', '--help']):\n"
+        "    try:\n"
+        "        main(cmd)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, (cmd, e.code)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+    import dsr
+
+    assert "dsr" in dsr.METHODS and callable(dsr.sparsify)  # still there when asked for
