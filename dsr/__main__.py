@@ -40,6 +40,8 @@ FIELD_HELP = {
     "deepr_sign_reference": "DeepR sign reference: previous (correct) or stale_init (official)",
     "prune_every": "pruning: epochs between two prunes",
     "prune_times": "pruning: number of prunes on the cubic schedule",
+    "prune_scope": "pruning: every tensor to the target sparsity (tensor, official) or one "
+    "magnitude ranking over all sparse tensors (global)",
     "replica_of_seed": "static_replica: seed of the source dsr run (-1: this run's seed)",
     "replica_init": "static_replica weights: fresh (new seed) or source (the dsr run's init)",
     "thin_match": "thin_dense sized to the sparse network's params or memory (1 bit / mask)",

@@ -29,7 +29,7 @@ SOURCES = ("_config.yml", "_toc.yml", "_static", "book")
 # keeps one sparsity and two seeds (shared by all notebooks, so later ones reuse the runs of
 # earlier ones).
 PROFILE_PARAMETERS: dict[str, dict[str, Any]] = {
-    "smoke": {"sparsities": "0.9", "sparsity": 0.9, "seeds": "0,1"}
+    "smoke": {"sparsities": "0.9", "sparsity": 0.9, "seeds": "0,1", "scope_sparsities": "0.9"}
 }
 # ... and per notebook (by number): one ResNet-50 run, and two WRN-28-2 runs, are enough to
 # check those code paths.

@@ -72,6 +72,7 @@ class RunConfig:
     # compressed sparse (Zhu & Gupta 2017): prune at the end of epochs 0, k, 2k, ...
     prune_every: int = 2  # k, epochs between two prunes
     prune_times: int = 20  # number of prunes on the cubic schedule
+    prune_scope: str = "tensor"  # each tensor to the target (official) | one global |w| ranking
     # static replica of a dsr run's final masks
     replica_of_seed: int = -1  # seed of the source dsr run (-1: this run's seed)
     replica_init: str = "fresh"  # fresh (new seed) | source (the dsr run's own initial weights)
@@ -153,6 +154,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "replica_init": ("fresh", "source"),
     "thin_match": ("params", "memory"),
     "granularity": ("weight", "kernel"),
+    "prune_scope": ("tensor", "global"),
 }
 
 

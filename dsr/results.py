@@ -51,6 +51,8 @@ NOTEBOOK_ONLY = {
     "wrn_dataset": "notebook 4: data set of its WRN-28-2 run (cifar10 or cifar10-jpeg)",
     "wrn_budget": "notebook 4: budget of the committed WRN-28-2 run the default profile reads",
     "wrn_sparsity": "notebook 4: sparsity of its WRN-28-2 run",
+    "scope_sparsities": "notebook 1: sparsities of its per-tensor vs global pruning section",
+    "scope_seeds": "notebook 1: seeds of its per-tensor vs global pruning section",
 }
 # The field a method's ``name:value`` variant sets.
 VARIANT_FIELDS = {
@@ -58,6 +60,7 @@ VARIANT_FIELDS = {
     "thin_dense": "thin_match",
     "set": "set_variant",
     "deepr": "deepr_sign_reference",
+    "pruning": "prune_scope",
 }
 # Paper names -> registry names (data/paper uses the paper's names).
 PAPER_MODELS = {"lenet-300-100": "lenet300", "wrn-28-2": "wrn28_2", "resnet-50": "resnet50"}

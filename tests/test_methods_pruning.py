@@ -91,3 +91,41 @@ def test_a_prune_after_the_last_epoch_is_a_config_error():
     """prune_times prunes every prune_every epochs must fit in the run."""
     with pytest.raises(ConfigError, match="last prune"):
         tiny(method="pruning", epochs=3, prune_every=2, prune_times=3)
+
+
+def test_global_scope_keeps_the_largest_magnitudes_of_all_tensors_together():
+    """prune_scope=global: one magnitude ranking over every sparse tensor, exact total count;
+    with one tensor's weights scaled up, that tensor keeps more than its uniform share."""
+    model = toy_model()
+    m = sparsify(
+        model,
+        "pruning",
+        sparsity=0.5,
+        steps_per_epoch=10,
+        prune_every=1,
+        prune_times=1,
+        prune_scope="global",
+    )
+    with torch.no_grad():
+        m.masks.weights[0].mul_(3.0)
+    weights = torch.cat([w.detach().clone().view(-1) for w in m.masks.weights])
+    m.step = 10
+    m.update()
+    kept = torch.cat([mask.view(-1) for mask in m.masks.masks])
+    assert int(kept.sum()) == round(0.5 * weights.numel())
+    assert set(kept.nonzero().view(-1).tolist()) == set(
+        weights.abs().topk(round(0.5 * weights.numel())).indices.tolist()
+    )
+    uniform = exact_counts(m.masks.numels, 0.5)
+    assert int(m.masks.masks[0].sum()) > uniform[0]
+
+
+def test_global_scope_prunes_from_the_same_dense_source():
+    """The scope belongs to the pruning run: its dense source is the tensor-scope one."""
+    from dsr.methods.pruning import Pruning
+
+    cfg = tiny(**PRUNING)
+    assert Pruning.dependencies(cfg.replace(prune_scope="global")) == Pruning.dependencies(cfg)
+    assert cfg.replace(prune_scope="tensor").hash == cfg.hash  # the default keeps old ids
+    with pytest.raises(ConfigError, match="prune_scope"):
+        cfg.replace(prune_scope="layer")

@@ -11,6 +11,10 @@ As the DSR paper ran it (reference README, "Compressed sparse"):
 * 48 epochs in all, LR 0 for epoch 0 (the first prune sees the dense weights), 0.02, 0.004
   from epoch 25, 0.0008 from 35 (``dsr.config.METHOD_PROTOCOLS``).
 
+``prune_scope="global"`` (not the official baseline) ranks the weights of all sparse tensors
+together instead: after prune k the network keeps its largest-|w| weights down to s_k overall,
+so each tensor ends at whatever sparsity its magnitudes give it (as DSR's reallocation does).
+
 With the last prune at the end of epoch 38, the 48-epoch run leaves 9 epochs after it, not the
 "10 more epochs" the reference states; we follow its epochs. Pruned weights stay at 0 with zero
 gradient. If the source run was stored without its weights (``final.pt``), it is trained again
@@ -43,10 +47,18 @@ def final_weights(record: Any, device: torch.device) -> dict:
 class Pruning(Method):
     """Dense start, per-tensor magnitude pruning on the cubic schedule, then fine-tuning."""
 
-    config_fields = ("prune_every", "prune_times")
+    config_fields = ("prune_every", "prune_times", "prune_scope")
 
-    def __init__(self, model: nn.Module, *, prune_every: int = 2, prune_times: int = 20, **kw):
-        self.every, self.times = prune_every, prune_times
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        prune_every: int = 2,
+        prune_times: int = 20,
+        prune_scope: str = "tensor",
+        **kw,
+    ):
+        self.every, self.times, self.scope = prune_every, prune_times, prune_scope
         super().__init__(model, **kw)
 
     @classmethod
@@ -67,7 +79,8 @@ class Pruning(Method):
 
     @classmethod
     def dependencies(cls, cfg: Any) -> list[Any]:
-        return [source_config(cfg, "dense", ("prune_every", "prune_times"), sparsity=0.0)]
+        owned = ("prune_every", "prune_times", "prune_scope")
+        return [source_config(cfg, "dense", owned, sparsity=0.0)]
 
     @classmethod
     def from_config(cls, cfg, model, steps_per_epoch, optimizer, runs_root=None) -> Method:
@@ -91,11 +104,25 @@ class Pruning(Method):
         """s_k = s (1 - (1 - k / n)^3), k = 1 .. n (Zhu & Gupta 2017, Eq. 1, s_i = 0)."""
         return self.sparsity * (1 - (1 - k / self.times) ** 3)
 
+    def global_counts(self, total: int) -> list[int]:
+        """Active counts per tensor that keep the ``total`` largest |w| of all active weights
+        (ties broken by position, as ``torch.topk`` breaks them)."""
+        tensors = self.masks.tensors
+        scores = torch.cat([t.weight.abs().masked_fill(~t.mask, -1.0).view(-1) for t in tensors])
+        owner = torch.cat(
+            [torch.full((n,), i, device=scores.device) for i, n in enumerate(self.masks.numels)]
+        )
+        top = torch.topk(scores, min(total, int((scores >= 0).sum()))).indices
+        return torch.bincount(owner[top], minlength=len(tensors)).tolist()
+
     @torch.no_grad()
     def update(self) -> dict:
         k = self.epoch_of(self.step) // self.every + 1
         target = self.target_sparsity(k)
-        keep = exact_counts(self.masks.numels, 1.0 - target)
+        if self.scope == "global":
+            keep = self.global_counts(round((1.0 - target) * sum(self.masks.numels)))
+        else:
+            keep = exact_counts(self.masks.numels, 1.0 - target)
         pruned = []
         for t, n in zip(self.masks.tensors, keep):
             w, m = t.weight.view(-1), t.mask.view(-1)
