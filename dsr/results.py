@@ -490,9 +490,10 @@ def budget_text(st: Study) -> str:
     return head + ("; differs from the paper in " + "; ".join(diffs) if diffs else "")
 
 
-def provenance(st: Study) -> pd.DataFrame:
-    """One row per finished run: what produced it (config hash, seed, code, data, device)."""
-    done = st.done()
+def provenance(st: Study, *more: Study) -> pd.DataFrame:
+    """One row per finished run of ``st`` and then of ``more`` (each run once): what produced
+    it (config hash, seed, code, data, device)."""
+    done = pd.concat([s.done() for s in (st, *more)]).drop_duplicates("hash")
     return pd.DataFrame(
         {
             "method": done.label,

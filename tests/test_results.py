@@ -204,6 +204,15 @@ def test_smoke_profile_trains_missing_runs_and_records_provenance(smoke_dsr):
     assert list(prov["config hash"]) == list(smoke_dsr.runs.hash)
 
 
+def test_provenance_of_two_studies_lists_each_run_once(smoke_dsr):
+    """A second study sharing a run (seed 1) adds only its other run (seed 2), after the
+    first study's."""
+    other = results.study("smoke", "lenet300", "synthetic", "dsr", "0.9", "1,2", smoke_dsr.root)
+    prov = results.provenance(smoke_dsr, other)
+    assert list(prov.seed) == [0, 1, 2]
+    assert list(prov["config hash"]) == [*smoke_dsr.runs.hash, other.runs.hash.iloc[1]]
+
+
 def test_density_log_conserves_the_non_zero_count(smoke_dsr):
     """Per-tensor active counts read from the log sum to the same total after every update,
     starting from the initial uniform density."""
