@@ -45,7 +45,8 @@ def final_weights(record: Any, device: torch.device) -> dict:
 
 @register("pruning")
 class Pruning(Method):
-    """Dense start, per-tensor magnitude pruning on the cubic schedule, then fine-tuning."""
+    """Dense start, magnitude pruning (per tensor, or global) on the cubic schedule, then
+    fine-tuning."""
 
     config_fields = ("prune_every", "prune_times", "prune_scope")
 
@@ -79,8 +80,7 @@ class Pruning(Method):
 
     @classmethod
     def dependencies(cls, cfg: Any) -> list[Any]:
-        owned = ("prune_every", "prune_times", "prune_scope")
-        return [source_config(cfg, "dense", owned, sparsity=0.0)]
+        return [source_config(cfg, "dense", cls.config_fields, sparsity=0.0)]
 
     @classmethod
     def from_config(cls, cfg, model, steps_per_epoch, optimizer, runs_root=None) -> Method:
