@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -63,14 +64,20 @@ def test_starts_from_the_dense_runs_final_weights(pruned):
 
 
 def test_retraining_a_source_stored_without_weights_gives_the_same_weights(pruned, tmp_path):
-    """Without final.pt the source is trained again in memory: same weights bit for bit."""
+    """Without final.pt the source is trained again in memory: same weights bit for bit; they
+    are stored as its final.pt, which the next call reads instead of training again."""
     _, source = pruned
     copy = shutil.copytree(source.path, tmp_path / "copy")
     (copy / "final.pt").unlink()
     stored = torch.load(source.path / "final.pt", weights_only=True)["model"]
-    again = final_weights(type(source)(copy, source.config, source.summary), torch.device("cpu"))
+    record = type(source)(copy, source.config, source.summary)
+    again = final_weights(record, torch.device("cpu"))
     assert stored.keys() == again.keys()
     assert all(torch.equal(stored[k], again[k]) for k in stored)
+    saved = torch.load(copy / "final.pt", weights_only=True)["model"]
+    assert all(torch.equal(stored[k], saved[k]) for k in stored)
+    with patch("dsr.train.train", side_effect=AssertionError("trained again")):
+        final_weights(record, torch.device("cpu"))
 
 
 def test_each_prune_keeps_the_largest_magnitudes_of_each_tensor():

@@ -18,7 +18,8 @@ so each tensor ends at whatever sparsity its magnitudes give it (as DSR's reallo
 With the last prune at the end of epoch 38, the 48-epoch run leaves 9 epochs after it, not the
 "10 more epochs" the reference states; we follow its epochs. Pruned weights stay at 0 with zero
 gradient. If the source run was stored without its weights (``final.pt``), it is trained again
-in memory: on a CPU that gives the same weights bit for bit, on a GPU nearly the same.
+in memory (on a CPU that gives the same weights bit for bit, on a GPU nearly the same) and the
+weights are stored as its ``final.pt`` for the next run from it.
 """
 
 from __future__ import annotations
@@ -33,14 +34,18 @@ from dsr.methods.base import Method, register, source_config, source_run
 
 
 def final_weights(record: Any, device: torch.device) -> dict:
-    """The final state_dict of a finished run; retrained in memory if not stored."""
+    """The final state_dict of a finished run; if not stored, retrained in memory and then
+    stored as the run's ``final.pt`` (atomically), so that the next run from the same source
+    reads it instead of training it again."""
     from dsr import io
     from dsr.train import train
 
     path = record.path / "final.pt"
     if path.exists():
         return io.load_checkpoint(path, device)["model"]
-    return train(record.config, None, device=str(device), progress=False).model.state_dict()
+    weights = train(record.config, None, device=str(device), progress=False).model.state_dict()
+    io.save_torch({"model": weights}, path)
+    return weights
 
 
 @register("pruning")
