@@ -51,6 +51,7 @@ NOTEBOOK_ONLY = {
     "wrn_dataset": "notebook 4: data set of its WRN-28-2 run (cifar10 or cifar10-jpeg)",
     "wrn_budget": "notebook 4: budget of the committed WRN-28-2 run the default profile reads",
     "wrn_sparsity": "notebook 4: sparsity of its WRN-28-2 run",
+    "wrn_seeds": "notebook 4: seeds of the WRN-28-2 runs read for the pattern over seeds",
     "scope_sparsities": "notebook 1: sparsities of its per-tensor vs global pruning section",
     "scope_seeds": "notebook 1: seeds of its per-tensor vs global pruning section",
 }
@@ -737,6 +738,83 @@ def verdict_larger_sparser(final: pd.DataFrame, st: Study) -> Verdict:
     return Verdict(label + qualifier(st), detail, final)
 
 
+def density_over_seeds(st: Study, method: str, sparsity: float) -> Verdict:
+    """Claim 4 on every finished run of ``method`` at ``sparsity`` in ``st``, one per seed:
+    "reproduced" when in each of them every larger tensor ends sparser than every smaller one,
+    "partly reproduced" when more than half of the size pairs of all runs hold, "not
+    reproduced" otherwise. ``pairs``: one row per seed (pairs held, rank correlations of size
+    and of depth with the final density, that run's verdict)."""
+    columns = ["seed", "larger sparser", "size pairs", "size-density rho", "depth-density rho",
+               "verdict"]  # fmt: skip
+    rows = []
+    for seed in st.seeds:
+        record = st.record(method, sparsity, seed)
+        if record is None:
+            continue
+        final = final_density(record)
+        held, total = size_pairs(final)
+        rows.append(
+            {
+                "seed": seed,
+                "larger sparser": held,
+                "size pairs": total,
+                "size-density rho": round(final.numel.corr(final["final density"], "spearman"), 2),
+                "depth-density rho": round(final.depth.corr(final["final density"], "spearman"), 2),
+                "verdict": verdict_larger_sparser(final, st).label.split(" (")[0],
+            }
+        )
+    table = pd.DataFrame(rows, columns=columns)
+    if table.empty or table["size pairs"].sum() == 0:
+        return Verdict("not run here", "no finished run with tensors of different sizes", table)
+    held, total = table["larger sparser"].sum(), table["size pairs"].sum()
+    every = int((table["larger sparser"] == table["size pairs"]).sum())
+    label = (
+        "reproduced"
+        if every == len(table)
+        else "partly reproduced"
+        if 2 * held > total
+        else "not reproduced"
+    )
+    detail = (
+        f"in {every} of {len(table)} runs (seeds {', '.join(map(str, table.seed))}) every larger "
+        f"tensor ends sparser than every smaller one; {held} of {total} size pairs over all "
+        f"runs; rank correlation of depth and final density {rho_range(table)}"
+    )
+    return Verdict(label + qualifier(st), detail, table)
+
+
+def rho_range(table: pd.DataFrame) -> str:
+    """The depth-density rank correlations of :func:`density_over_seeds`'s table, "+1.00" or
+    "-0.99 to -0.98"."""
+    rho = table["depth-density rho"]
+    low, high = f"{rho.min():+.2f}", f"{rho.max():+.2f}"
+    return low if low == high else f"{low} to {high}"
+
+
+def density_spread(st: Study, method: str, sparsity: float) -> pd.DataFrame:
+    """Per sparse tensor: its size and final density, mean ± std over the finished runs of
+    ``method`` at ``sparsity`` in ``st`` (one per seed), and the lowest and highest."""
+    finals = [
+        final_density(r).assign(seed=seed)
+        for seed in st.seeds
+        if (r := st.record(method, sparsity, seed)) is not None
+    ]
+    columns = ["tensor", "shape", "numel", "runs", "final density", "lowest", "highest"]
+    if not finals:
+        return pd.DataFrame(columns=columns)
+    both = pd.concat(finals)
+    out = both.groupby(["depth", "tensor", "shape", "numel"], sort=True)["final density"].agg(
+        runs="count", mean="mean", std="std", lowest="min", highest="max"
+    )
+    out = out.reset_index()
+    out["final density"] = [
+        f"{m:.4f}" if c == 1 else f"{m:.4f} ± {d:.4f}"
+        for m, d, c in zip(out["mean"], out["std"], out.runs)
+    ]
+    out[["lowest", "highest"]] = out[["lowest", "highest"]].round(4)
+    return out[columns]
+
+
 # --- ResNet-50 / ImageNet ----------------------------------------------------------------------
 
 
@@ -823,10 +901,13 @@ def density_summary(parts: list[tuple[Study, Verdict]]) -> dict[str, str]:
     def ours(st: Study, v: Verdict) -> str:
         if v.label == "not run here":
             return "not run here"
-        ok, total = size_pairs(v.pairs)
-        depth = v.pairs.depth.corr(v.pairs["final density"], method="spearman")
-        pairs = f"larger sparser in {ok} of {total} size pairs"
-        return f"{pairs}, depth-density rank correlation {depth:+.2f}"
+        t = v.pairs
+        rhos = rho_range(t)
+        pairs = (
+            f"larger sparser in {t['larger sparser'].sum()} of {t['size pairs'].sum()} size pairs"
+        )
+        runs = f"{len(t)} run" + ("s" if len(t) > 1 else "")
+        return f"{pairs} ({runs}), depth-density rank correlation {rhos}"
 
     def name(st: Study) -> str:
         return MODEL_NAMES.get(st.model, st.model)
@@ -835,8 +916,9 @@ def density_summary(parts: list[tuple[Study, Verdict]]) -> dict[str, str]:
         "summary_paper": "larger and deeper WRN-28-2 tensors end sparser (figure, paraphrased)",
         "summary_ours": "; ".join(f"{name(st)}: {ours(st, v)}" for st, v in parts),
         "summary_budget": "; ".join(
-            f"{name(st)} / {st.variant()}, {st.budget} budget, seed {','.join(map(str, st.seeds))}"
-            for st, _ in parts
+            f"{name(st)} / {st.variant()}, {st.budget} budget, seeds "
+            + ",".join(map(str, v.pairs.seed if len(v.pairs) else st.seeds))
+            for st, v in parts
         ),
         "summary_verdict": "; ".join(f"{v.label} on {name(st)}" for st, v in parts),
     }

@@ -62,10 +62,14 @@ def test_every_notebook_is_in_the_table_of_contents():
 
 
 def test_smoke_profile_injects_only_declared_parameters(tmp_path):
-    """Notebook 4 declares `sparsity`, not `sparsities`: it gets the first, never the second."""
+    """Notebook 4 declares `sparsity`, not `sparsities`: it gets the first, never the second;
+    and its own `wrn_seeds` from the per-notebook values."""
     nb = next(p for p in NOTEBOOKS if p.name.startswith("04_"))
     values = parameters(nb, "smoke", tmp_path)
-    assert values == {"profile": "smoke", "sparsity": 0.9, "runs_root": str(tmp_path)}
+    assert values == {
+        "profile": "smoke", "sparsity": 0.9, "seeds": "0,1", "wrn_seeds": "0",
+        "runs_root": str(tmp_path),
+    }  # fmt: skip
 
 
 def test_smoke_profile_falls_back_to_synthetic_data_without_mnist(tmp_path, monkeypatch):
