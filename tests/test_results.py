@@ -233,6 +233,50 @@ def test_final_density_matches_the_summary(smoke_dsr):
     assert final.tensor.tolist() == ["fc1", "fc2", "fc3"]
 
 
+def crafted_final(densities: list[float]) -> pd.DataFrame:
+    """A final-density table of three tensors of 100, 10 and 1 weights."""
+    return pd.DataFrame(
+        {"tensor": ["a", "b", "c"], "depth": [0, 1, 2], "shape": ["100", "10", "1"],
+         "numel": [100, 10, 1], "active": [0, 0, 0], "initial density": [0.2] * 3,
+         "final density": densities}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "second, label, held",
+    [
+        ([0.1, 0.2, 0.3], "reproduced", 6),  # both runs: every larger tensor sparser
+        ([0.1, 0.3, 0.2], "partly reproduced", 5),  # 2 of 3 pairs in one run: 5 of 6 held
+        ([0.3, 0.2, 0.1], "not reproduced", 3),  # 3 of 6: not more than half
+    ],
+)
+def test_density_over_seeds_needs_every_run_for_reproduced(
+    smoke_dsr, monkeypatch, second, label, held
+):
+    """One row per finished seed with its pairs held; "reproduced" only when every run holds
+    every size pair, "partly" when more than half of all pairs hold."""
+    finals = iter([crafted_final([0.1, 0.2, 0.3]), crafted_final(second)])
+    monkeypatch.setattr(results, "final_density", lambda record, over=None: next(finals))
+    v = results.density_over_seeds(smoke_dsr, "dsr", 0.9)
+    assert list(v.pairs.seed) == [0, 1]
+    assert v.pairs["size pairs"].tolist() == [3, 3]
+    assert v.pairs["larger sparser"].sum() == held
+    assert v.label.split(" (")[0] == label
+    assert f"{held} of 6 size pairs" in v.detail
+
+
+def test_density_spread_is_over_the_seeds_runs(smoke_dsr):
+    """Per tensor: the number of runs, the mean of their final densities, lowest and highest."""
+    spread = results.density_spread(smoke_dsr, "dsr", 0.9)
+    finals = [results.final_density(smoke_dsr.record("dsr", 0.9, s)) for s in (0, 1)]
+    assert spread.tensor.tolist() == ["fc1", "fc2", "fc3"]
+    assert spread.runs.tolist() == [2, 2, 2]
+    for i, row in spread.iterrows():
+        values = [f["final density"].iloc[i] for f in finals]
+        assert row["final density"].startswith(f"{sum(values) / 2:.4f} ± ")
+        assert row.lowest == round(min(values), 4) and row.highest == round(max(values), 4)
+
+
 def test_output_connections_count_classes_with_an_incoming_weight(smoke_dsr, tmp_path):
     """Per seed: the last sparse tensor's active weights (the summary's count) and its output
     units with at least one; a run whose fc3 mask keeps a single row connects 1 of 10."""
