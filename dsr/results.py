@@ -874,17 +874,23 @@ def paper_pivot(model: str, dataset: str) -> pd.DataFrame:
 
 def wall_time(st: Study, label: str) -> str:
     """Wall time per run of one method on each device it ran on (times on different devices
-    are not averaged): ``"1520 ± 31 s per run (2 runs on cpu ...); 140 s per run (1 run on
-    cuda ...)"``."""
+    are not combined): the median and range, since one run slowed by a busy machine would pull
+    a mean far from the others: ``"median 1520 s per run (1480-5536 s, 3 runs on cpu ...);
+    140 s per run (1 run on cuda ...)"``."""
     g = st.done()
     g = g[g.label == label]
     if g.empty:
         return "not run here"
     parts = []
     for device, d in g.groupby("device", sort=True):
-        spread = f" ± {d.wall_seconds.std(ddof=1):.0f}" if len(d) > 1 else ""
-        runs = f"{len(d)} runs" if len(d) > 1 else "1 run"
-        parts.append(f"{d.wall_seconds.mean():.0f}{spread} s per run ({runs} on {device})")
+        t = d.wall_seconds
+        if len(d) == 1:
+            parts.append(f"{t.iloc[0]:.0f} s per run (1 run on {device})")
+        else:
+            parts.append(
+                f"median {t.median():.0f} s per run ({t.min():.0f}-{t.max():.0f} s, "
+                f"{len(d)} runs on {device})"
+            )
     return "; ".join(parts)
 
 
