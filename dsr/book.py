@@ -116,6 +116,22 @@ def smoke_data(out: Path) -> dict[str, str]:
     return {"DSR_DATA_ROOT": str(root), "DSR_LOADER_WORKERS": "0"}
 
 
+def kernel_manager_class() -> type:
+    """nbclient's kernel manager, asking for CurveZMQ transport encryption where pyzmq and the
+    kernel spec support it: without it ipykernel (7.4 on) prints a warning to the terminal on
+    every kernel start, once per notebook."""
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager
+
+    class KernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            if zmq.has("curve") and self.has_trait("transport_encryption"):
+                self.transport_encryption = "auto"  # only when the kernel spec declares curve
+
+    return KernelManager
+
+
 def execute(notebook: Path, target: Path, values: dict[str, Any], timeout: int | None) -> None:
     """Execute one notebook into ``target`` with papermill.
 
@@ -134,6 +150,7 @@ def execute(notebook: Path, target: Path, values: dict[str, Any], timeout: int |
             cwd=str(PROJECT),
             progress_bar=False,
             execution_timeout=timeout,
+            kernel_manager_class=kernel_manager_class(),
         )
     except PapermillExecutionError as e:
         raise BookError(f"{notebook.name}: cell {e.exec_count}: {e.ename}: {e.evalue}") from None

@@ -122,3 +122,25 @@ def test_a_warning_fails_the_build(tmp_path):
     with pytest.raises(BookError, match="WARNING") as e:
         render(src, tmp_path / "out")
     assert "\n" not in str(e.value)
+
+
+def test_executing_a_notebook_prints_no_kernel_warning(tmp_path, capfd):
+    """The kernel that runs a notebook starts without ipykernel's warning about unencrypted TCP
+    (where pyzmq and the kernel support encryption), so `dsr book` prints only its progress."""
+    import zmq
+
+    from dsr.book import execute
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, tmp_path / "t.ipynb")
+    execute(tmp_path / "t.ipynb", tmp_path / "out.ipynb", {}, timeout=120)
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert out.cells[0].outputs[0]["text"] == "42\n"
+    if zmq.has("curve"):
+        assert "without encryption" not in capfd.readouterr().err
