@@ -172,12 +172,12 @@ def imagenet(table: pd.DataFrame) -> Figure:
 
 
 def table(df: pd.DataFrame):
-    """A table for a page: no index column, floats in their shortest form, text uncut; an
-    empty table reads "none"."""
+    """A table for a page: no index column, floats in their shortest form, text uncut and
+    HTML-escaped (a p-value reads "< 0.001"); an empty table reads "none"."""
     if df.empty:
         from IPython.display import Markdown
 
         return Markdown("*none*")
     return df.style.hide(axis="index").format(
-        lambda v: f"{v:g}" if isinstance(v, float) else v, na_rep="-"
+        lambda v: f"{v:g}" if isinstance(v, float) else v, na_rep="-", escape="html"
     )

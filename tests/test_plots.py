@@ -44,3 +44,12 @@ def test_every_legend_has_a_fixed_place_and_drawing_warns_nothing(study):
                 legends += 1
                 assert legend._loc != BEST, (fig, ax.get_title())
     assert legends >= 4  # accuracy (2 panels), density (2 panels), imagenet (2 panels)
+
+
+def test_table_escapes_text_and_keeps_floats_short():
+    """A cell "< 0.001" is text on the page, not the start of an HTML tag; 0.5 stays "0.5"."""
+    import pandas as pd
+
+    html = plots.table(pd.DataFrame({"p (Welch)": ["< 0.001"], "x": [0.5]})).to_html()
+    assert ">&lt; 0.001</td>" in html and ">< 0.001" not in html
+    assert ">0.5</td>" in html
