@@ -583,22 +583,26 @@ def summary_row(
 
 
 def cost_table(st: Study) -> pd.DataFrame:
-    """Reallocation cost per method: mask updates per epoch (exact, from the logs) and wall
-    seconds per epoch (measured on whatever machine ran the run; noisy on a shared CPU)."""
+    """Reallocation cost per method and device: mask updates per epoch (exact, from the logs)
+    and wall seconds per epoch, the median and range of the runs on that device (measured on
+    whatever machine ran the run; noisy on a shared CPU; never combined across devices)."""
     done = st.done()
     rows = []
     for label, g in done.groupby("label", sort=False):
-        per_epoch = g.wall_seconds / g.epochs
-        rows.append(
-            {
-                "method": label,
-                "runs": len(g),
-                "mask updates per epoch": f"{(g.reallocations / g.epochs).mean():.1f}",
-                "seconds per epoch": mean_std(per_epoch),
-                "device": ", ".join(sorted(set(g.device))),
-            }
-        )
-    return pd.DataFrame(rows)
+        for device, d in g.groupby("device", sort=True):
+            t = d.wall_seconds / d.epochs
+            spread = f" ({t.min():.2f}-{t.max():.2f})" if len(d) > 1 else ""
+            rows.append(
+                {
+                    "method": label,
+                    "device": device,
+                    "runs": len(d),
+                    "mask updates per epoch": f"{(d.reallocations / d.epochs).mean():.1f}",
+                    "seconds per epoch": f"{t.median():.2f}{spread}",
+                }
+            )
+    columns = ["method", "device", "runs", "mask updates per epoch", "seconds per epoch"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def output_connections(st: Study, methods: list[str]) -> pd.DataFrame:

@@ -324,6 +324,21 @@ def test_wall_time_is_median_and_range_of_the_methods_runs_per_device():
     assert results.wall_time(st, "static") == "not run here"
 
 
+def test_cost_table_is_per_method_and_device():
+    """Two CPU runs (10 and 30 s per epoch) and one GPU run (1 s) of dsr: one row per device
+    with the median and range, never one value over both; mask updates per epoch exact."""
+    st = fake([("dsr", 0.9, seed, 98.0, "mnist") for seed in range(3)])
+    cpu, gpu = "cpu (x86_64, 1 threads)", "cuda (NVIDIA H200)"
+    st.runs = st.runs.assign(
+        wall_seconds=[1000.0, 3000.0, 100.0], device=[cpu, cpu, gpu], reallocations=[270] * 3
+    )
+    table = results.cost_table(st)
+    assert table.device.tolist() == [cpu, gpu]
+    assert table.runs.tolist() == [2, 1]
+    assert table["seconds per epoch"].tolist() == ["20.00 (10.00-30.00)", "1.00"]
+    assert table["mask updates per epoch"].tolist() == ["2.7", "2.7"]
+
+
 def test_versus_paper_tests_the_difference_of_means_with_welch():
     """Beside the paper's five dsr 0.9 runs, two of ours: the difference of the means and
     Welch's two-sided p-value (scipy's value, checked against the formula here); one run of
