@@ -718,6 +718,20 @@ def density_page(st: Study, method: str, sparsity: float, seed: int) -> DensityP
     return DensityPage(over, final, verdict_larger_sparser(final, st))
 
 
+def larger_sparser_label(held: int, total: int) -> str:
+    """Claim 4's rule on size pairs: all held, more than half, or not."""
+    if held == total:
+        return "reproduced"
+    return "partly reproduced" if 2 * held > total else "not reproduced"
+
+
+def finals_by_seed(st: Study, method: str, sparsity: float) -> dict[int, pd.DataFrame]:
+    """:func:`final_density` of every finished run of ``method`` at ``sparsity`` in ``st``, by
+    seed."""
+    records = {seed: st.record(method, sparsity, seed) for seed in st.seeds}
+    return {seed: final_density(r) for seed, r in records.items() if r is not None}
+
+
 def verdict_larger_sparser(final: pd.DataFrame, st: Study) -> Verdict:
     """Do larger tensors end sparser? Over every pair of sparse tensors of different sizes:
     "reproduced" when the larger one ends sparser in all of them, "partly reproduced" in more
@@ -731,9 +745,7 @@ def verdict_larger_sparser(final: pd.DataFrame, st: Study) -> Verdict:
         return Verdict("not run here", "every sparse tensor has the same size", final)
     rho = final.numel.corr(final["final density"], method="spearman")
     depth = final.depth.corr(final["final density"], method="spearman")
-    label = (
-        "reproduced" if ok == total else "partly reproduced" if 2 * ok > total else "not reproduced"
-    )
+    label = larger_sparser_label(ok, total)
     detail = (
         f"in {ok} of {total} pairs of tensors of different sizes the larger ends sparser; "
         f"Spearman correlation of tensor size and final density {rho:+.2f}, "
@@ -751,11 +763,7 @@ def density_over_seeds(st: Study, method: str, sparsity: float) -> Verdict:
     columns = ["seed", "larger sparser", "size pairs", "size-density rho", "depth-density rho",
                "verdict"]  # fmt: skip
     rows = []
-    for seed in st.seeds:
-        record = st.record(method, sparsity, seed)
-        if record is None:
-            continue
-        final = final_density(record)
+    for seed, final in finals_by_seed(st, method, sparsity).items():
         held, total = size_pairs(final)
         rows.append(
             {
@@ -764,7 +772,7 @@ def density_over_seeds(st: Study, method: str, sparsity: float) -> Verdict:
                 "size pairs": total,
                 "size-density rho": round(final.numel.corr(final["final density"], "spearman"), 2),
                 "depth-density rho": round(final.depth.corr(final["final density"], "spearman"), 2),
-                "verdict": verdict_larger_sparser(final, st).label.split(" (")[0],
+                "verdict": larger_sparser_label(held, total) if total else "not run here",
             }
         )
     table = pd.DataFrame(rows, columns=columns)
@@ -772,13 +780,7 @@ def density_over_seeds(st: Study, method: str, sparsity: float) -> Verdict:
         return Verdict("not run here", "no finished run with tensors of different sizes", table)
     held, total = table["larger sparser"].sum(), table["size pairs"].sum()
     every = int((table["larger sparser"] == table["size pairs"]).sum())
-    label = (
-        "reproduced"
-        if every == len(table)
-        else "partly reproduced"
-        if 2 * held > total
-        else "not reproduced"
-    )
+    label = larger_sparser_label(held, total)  # all held over all runs: every run holds all
     detail = (
         f"in {every} of {len(table)} runs (seeds {', '.join(map(str, table.seed))}) every larger "
         f"tensor ends sparser than every smaller one; {held} of {total} size pairs over all "
@@ -798,11 +800,7 @@ def rho_range(table: pd.DataFrame) -> str:
 def density_spread(st: Study, method: str, sparsity: float) -> pd.DataFrame:
     """Per sparse tensor: its size and final density, mean ± std over the finished runs of
     ``method`` at ``sparsity`` in ``st`` (one per seed), and the lowest and highest."""
-    finals = [
-        final_density(r).assign(seed=seed)
-        for seed in st.seeds
-        if (r := st.record(method, sparsity, seed)) is not None
-    ]
+    finals = list(finals_by_seed(st, method, sparsity).values())
     columns = ["tensor", "shape", "numel", "runs", "final density", "lowest", "highest"]
     if not finals:
         return pd.DataFrame(columns=columns)
