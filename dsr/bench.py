@@ -9,7 +9,9 @@ Ratios (any device):
   weights pruned and regrown, s = 0.9), on WRN-28-2's sparse tensors (1.45 M positions,
   Np = 20,000) and on every conv and FC weight of a ResNet-50 (25.5 M, Np = 400,000): the
   DSR paper says its global threshold is cheaper than SET's per-tensor sort;
-* a DeepR training step (noise, sign checks, rewiring every iteration) / a static one.
+* a DeepR training step (noise, sign checks, rewiring every iteration) / a static one;
+* WRN-28-2 training images/s per thread on the paths of the loop's runtime options: fp32,
+  channels-last, and bf16 autocast + channels-last, with each one's ratio to fp32.
 
 Steps are timed after warm-up, alternating sparse and dense so that drift hits both alike;
 medians are reported.
@@ -285,6 +287,56 @@ def print_ratios(repeats: int, device: str) -> None:
     print("targets: sparse/dense <= 1.05; realloc/(100 steps) <= 1%")
 
 
+CPU_PATHS = (
+    ("fp32", dict()),
+    ("channels-last", dict(channels_last=True)),
+    ("bf16 + channels-last", dict(bf16=True, channels_last=True)),
+)
+
+
+def bench_paths(repeats: int, device: str, batch: int = 100) -> dict[str, float]:
+    """Training images/s per thread of one WRN-28-2 step (static masks, s = 0.9, batch 100)
+    under each runtime path of :data:`CPU_PATHS`, through the loop's own ``autocast`` and
+    ``memory_format``; the paths alternate step by step so that drift hits all alike."""
+    from dsr.train import Runtime, autocast, memory_format
+
+    x = torch.randn(batch, *input_shape("wrn28_2"), device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    model, opt, method = make("wrn28_2", "static", 0.9, device)
+
+    def step_under(runtime):
+        xr = memory_format(x, runtime)
+
+        def step() -> None:
+            opt.zero_grad()
+            with autocast(device, runtime):
+                loss = F.cross_entropy(model(xr).float(), y)
+            loss.backward()
+            method.before_step()
+            opt.step()
+            method.after_step()
+
+        return step
+
+    steps = {name: step_under(Runtime(**kw)) for name, kw in CPU_PATHS}
+    for step in steps.values():
+        step()  # warm-up: oneDNN picks its kernels on the first call of each layout
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name].append(timed(step, device))
+    threads = torch.get_num_threads()
+    return {name: batch / statistics.median(t) / threads for name, t in times.items()}
+
+
+def print_paths(repeats: int, device: str) -> dict[str, float]:
+    ips = bench_paths(repeats, device)
+    print("WRN-28-2 training step, static s = 0.9, batch 100: images/s per thread")
+    for name, v in ips.items():
+        print(f"  {name:22} {v:8.1f} images/s/thread  {v / ips['fp32']:5.2f}x fp32")
+    return ips
+
+
 def print_throughput(images: int, epochs: int, device: str, runtime) -> dict:
     print(
         f"WRN-28-2 training, real loop, batch 100, {images} images/epoch, "
@@ -315,6 +367,7 @@ def main(args) -> int:
         print_ratios(args.repeats, device)
         bench_realloc(max(3, args.repeats // 4), device)
         bench_deepr(args.repeats, device)
+        print_paths(max(3, args.repeats // 4), device)
     if args.images > 0:
         print_throughput(args.images, args.epochs, device, runtime)
     if args.sync_check and str(device).startswith("cuda"):

@@ -79,11 +79,17 @@ class Data:
     std: tuple[float, ...] = ()
 
     def subset(self, train: int, test: int) -> Data:
-        """The first ``train`` / ``test`` examples (0 keeps all)."""
+        """``train`` / ``test`` examples drawn stratified by class (0 keeps all).
+
+        Never the first n: CIFAR-10's test file is grouped by class, so its first 2,000 images
+        are two classes. See :func:`stratified_indices`.
+        """
+        ti = stratified_indices(self.train_y, train)
+        vi = stratified_indices(self.test_y, test)
         tx, ty = (
-            (self.train_x[:train], self.train_y[:train]) if train else (self.train_x, self.train_y)
+            (self.train_x, self.train_y) if ti is None else (self.train_x[ti], self.train_y[ti])
         )
-        vx, vy = (self.test_x[:test], self.test_y[:test]) if test else (self.test_x, self.test_y)
+        vx, vy = (self.test_x, self.test_y) if vi is None else (self.test_x[vi], self.test_y[vi])
         return Data(self.variant, tx, ty, vx, vy, self.checksum, self.augment, self.mean, self.std)
 
     def to(self, device: torch.device | str) -> Data:
@@ -145,6 +151,37 @@ class Data:
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return -(-self.n_train // batch_size)
+
+
+SUBSET_SEED = 0  # the draw of every subset, the same for every run and seed
+
+
+def stratified_indices(
+    labels: torch.Tensor, n: int, seed: int = SUBSET_SEED
+) -> torch.Tensor | None:
+    """Indices of ``n`` examples, ``n // C`` of each of the C classes in ``labels`` and one more
+    of ``n % C`` classes drawn at random, each class's examples drawn at random; in the data's
+    order. ``None`` when ``n`` is 0 or not below ``len(labels)`` (everything is kept).
+
+    The draw depends only on the labels, ``n`` and ``seed``, so every run of a budget sees the
+    same subset. A class with fewer examples than its share is a :class:`DataError`.
+    """
+    if not n or n >= len(labels):
+        return None
+    labels = torch.as_tensor(labels).cpu()
+    classes = torch.unique(labels)
+    g = torch.Generator().manual_seed(seed)
+    share = torch.full((len(classes),), n // len(classes), dtype=torch.long)
+    share[torch.randperm(len(classes), generator=g)[: n % len(classes)]] += 1
+    picked = []
+    for c, k in zip(classes.tolist(), share.tolist()):
+        members = torch.nonzero(labels == c).flatten()
+        if k > len(members):
+            raise DataError(
+                f"a subset of {n} needs {k} examples of class {c}; it has {len(members)}"
+            )
+        picked.append(members[torch.randperm(len(members), generator=g)[:k]])
+    return torch.sort(torch.cat(picked)).values
 
 
 def epoch_order(n: int, train: bool, epoch: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:

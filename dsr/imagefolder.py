@@ -17,8 +17,9 @@ Determinism: the order of an epoch comes from a generator seeded by (seed, epoch
 ``Data``; every example's crop and flip draw from the torch RNG seeded by (seed, epoch,
 example index), inside :func:`torch.random.fork_rng`. So an example is augmented the same way
 whatever the number of loader workers or processes, and a resumed run sees the batches of an
-uninterrupted one. Subsets (``train_subset``) take evenly spaced examples of the sorted file
-list, not the first ones, which would all be of the first classes.
+uninterrupted one. Subsets (``train_subset``) are drawn stratified by class with a fixed seed
+(:func:`dsr.data.stratified_indices`), as for ``Data``: never the first files of the sorted list,
+which would all be of the first classes.
 
 The checksum recorded with a run is that of the file list (relative paths and labels), not of
 the 150 GB of image bytes.
@@ -34,7 +35,14 @@ from pathlib import Path
 
 import torch
 
-from dsr.data import DataError, data_root, epoch_order, normalise, shard_bounds
+from dsr.data import (
+    DataError,
+    data_root,
+    epoch_order,
+    normalise,
+    shard_bounds,
+    stratified_indices,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -70,12 +78,11 @@ def transforms(size: int, train: bool):
     return T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size), T.PILToTensor()])
 
 
-def evenly_spaced(items: list, k: int) -> list:
-    """``k`` items spread evenly over ``items`` (all of them when ``k`` is 0 or too large)."""
-    if not k or k >= len(items):
-        return items
-    idx = torch.linspace(0, len(items) - 1, k).round().long().tolist()
-    return [items[i] for i in idx]
+def stratified(items: list[tuple[str, int]], k: int) -> list[tuple[str, int]]:
+    """``k`` of the ``(path, label)`` items drawn stratified by label (all when ``k`` is 0 or
+    too large), in the list's order."""
+    idx = stratified_indices(torch.tensor([label for _, label in items]), k)
+    return items if idx is None else [items[i] for i in idx.tolist()]
 
 
 @dataclass
@@ -101,11 +108,11 @@ class ImageFolderData:
         return len(self.test_samples)
 
     def subset(self, train: int, test: int) -> ImageFolderData:
-        """``train`` / ``test`` evenly spaced examples (0 keeps all)."""
+        """``train`` / ``test`` examples drawn stratified by class (0 keeps all)."""
         return replace(
             self,
-            train_samples=evenly_spaced(self.train_samples, train),
-            test_samples=evenly_spaced(self.test_samples, test),
+            train_samples=stratified(self.train_samples, train),
+            test_samples=stratified(self.test_samples, test),
         )
 
     def to(self, device: torch.device | str) -> ImageFolderData:

@@ -99,8 +99,8 @@ def test_image_folder_augmentation_does_not_depend_on_workers_or_ranks(imagenet)
     assert not torch.equal(base[0][0][0], other[0][0][0])
 
 
-def test_image_folder_subsets_are_evenly_spaced_over_classes(imagenet):
-    """A subset of 10 of the 40 sorted training images holds all 10 classes."""
+def test_image_folder_subsets_are_stratified_over_classes(imagenet):
+    """A subset of 10 of the 40 sorted training images holds one of each of the 10 classes."""
     sub = imagenet.subset(10, 0)
     assert sub.n_train == 10 and sub.n_test == 20
     assert sorted(label for _, label in sub.train_samples) == list(range(10))

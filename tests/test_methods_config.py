@@ -63,10 +63,11 @@ def test_replica_source_is_the_protocols_dsr_run_also_when_the_replica_trains_lo
 
 
 def test_deepr_preset_has_the_reference_l1_no_weight_decay_and_a_scaled_temperature():
-    """DeepR: L1 1e-5, weight decay 0; a 10-epoch budget shortens the T schedule like LR's."""
+    """DeepR: L1 1e-5, weight decay 0; the 13-epoch budget shortens the T schedule like LR's
+    (boundaries 25, 80, 140 of 200 epochs times 13/200, rounded)."""
     cfg = preset("wrn28_2-cifar10", "cpu", method="deepr")
     assert (cfg.l1, cfg.weight_decay) == (1e-5, 0.0)
-    assert cfg.deepr_temperature_schedule == "0:1e-05,1:1e-08,4:1e-12,7:1e-15"
+    assert cfg.deepr_temperature_schedule == "0:1e-05,2:1e-08,5:1e-12,9:1e-15"
 
 
 @pytest.mark.parametrize(
@@ -170,13 +171,13 @@ def test_dense_is_one_run_per_seed_whatever_sparsity_is_asked():
 
 
 def test_wrn_cpu_budget_keeps_the_papers_reallocations_per_epoch():
-    """WRN-28-2's cpu budget (10 epochs of 5,000 images): the paper's 500 steps per epoch
-    become 50, so each reallocation period is a tenth of the paper's and a run reallocates as
-    often per epoch as the paper's does; LR steps stay at the same fractions of training."""
+    """WRN-28-2's cpu budget (13 epochs of all 50,000 images, the whole test set): 500 steps
+    per epoch as in the paper, so the paper's periods (in steps) are kept and a run reallocates
+    as often per epoch as the paper's; every boundary is at the paper's fraction of training
+    (13/200 of its epoch, rounded)."""
     paper, cpu = preset("wrn28_2-cifar10", "paper"), preset("wrn28_2-cifar10", "cpu")
-    steps = (50_000 // paper.batch_size, cpu.train_subset // cpu.batch_size)
-    assert steps == (500, 50) and (cpu.epochs, cpu.test_subset) == (10, 2000)
-    assert cpu.realloc_schedule == "0:10,1:20,4:40,7:80"  # paper: 0:100,25:200,80:400,140:800
-    per_epoch = [steps[0] / 100, steps[1] / 10]
-    assert per_epoch[0] == per_epoch[1] == 5
-    assert cpu.lr_schedule == "0:0.1,3:0.02,6:0.004,8:0.0008"  # paper's steps at 60, 120, 160
+    assert (cpu.train_subset, cpu.test_subset, cpu.epochs) == (0, 0, 13)
+    assert cpu.realloc_schedule == "0:100,2:200,5:400,9:800"  # paper: 0:100,25:200,80:400,140:800
+    assert [round(e * 13 / 200) for e in (25, 80, 140)] == [2, 5, 9]
+    assert cpu.lr_schedule == "0:0.1,4:0.02,8:0.004,10:0.0008"  # paper's steps at 60, 120, 160
+    assert (paper.realloc_stop, cpu.realloc_stop) == (190, 12)

@@ -125,3 +125,34 @@ def test_gpu_check_script_runs_with_only_torch_and_torchvision(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert '{"passed": true}' in out.stdout
     assert "PASS  short WRN-28-2 DSR run" in out.stdout
+
+
+def test_bf16_channels_last_path_resumes_bit_for_bit_and_keeps_masked_weights_zero(tmp_path):
+    """The WRN-28-2 CPU fast path (bf16 autocast + channels-last): a run stopped after one epoch
+    and resumed ends with the metrics, reallocations and masks of an uninterrupted one, and
+    every masked weight is exactly 0 at the end of a run under autocast."""
+    import numpy as np
+
+    fast = Runtime(bf16=True, channels_last=True)
+    cfg = wrn16().replace(epochs=2)
+    whole = run(cfg, tmp_path / "a", progress=False, runtime=fast)
+    assert run(cfg, tmp_path / "b", progress=False, runtime=fast, stop_after=1) is None
+    resumed = run(cfg, tmp_path / "b", progress=False, runtime=fast)
+    assert whole.summary["precision"] == resumed.summary["precision"] == "bf16-autocast"
+
+    def numbers(rec):  # every column but the wall time
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in rec.metrics()]
+
+    assert numbers(whole) == numbers(resumed)
+    assert (whole.path / "reallocations.jsonl").read_text() == (
+        resumed.path / "reallocations.jsonl"
+    ).read_text()
+    a, b = np.load(whole.path / "masks_final.npz"), np.load(resumed.path / "masks_final.npz")
+    assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+
+    t = train(cfg, progress=False, runtime=fast)
+    assert t.events  # reallocations happened under autocast
+    for w, mask in zip(t.method.masks.weights, t.method.masks.masks):
+        assert w.dtype == torch.float32  # autocast leaves the stored weights in fp32
+        assert 0 < int(mask.sum()) < mask.numel()
+        assert int((w.detach()[~mask] != 0).sum()) == 0
