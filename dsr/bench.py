@@ -48,13 +48,22 @@ def make(model_name: str, method: str, sparsity: float, device: str):
     return model, opt, m
 
 
-def step_fn(model, opt, method, x, y, hooks: bool = False):
+def step_fn(model, opt, method, x, y, hooks: bool = False, runtime=None):
     """One training step. With ``hooks`` it ends in the method's ``after_step`` (DeepR's
-    rewiring); without, it only zeroes the inactive weights, so no reallocation is timed."""
+    rewiring); without, it only zeroes the inactive weights, so no reallocation is timed.
+    With a ``runtime``, the input takes its memory format and the forward pass runs under its
+    autocast, through the training loop's own helpers."""
+    from dsr.train import DEFAULT_RUNTIME, autocast, memory_format
+
+    runtime = runtime or DEFAULT_RUNTIME
+    x = memory_format(x, runtime)
+    device = x.device
 
     def step() -> None:
         opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
+        with autocast(device, runtime):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
         method.before_step()
         opt.step()
         if hooks:
@@ -296,29 +305,16 @@ CPU_PATHS = (
 
 def bench_paths(repeats: int, device: str, batch: int = 100) -> dict[str, float]:
     """Training images/s per thread of one WRN-28-2 step (static masks, s = 0.9, batch 100)
-    under each runtime path of :data:`CPU_PATHS`, through the loop's own ``autocast`` and
-    ``memory_format``; the paths alternate step by step so that drift hits all alike."""
-    from dsr.train import Runtime, autocast, memory_format
+    under each runtime path of :data:`CPU_PATHS`; the paths alternate step by step so that
+    drift hits all alike."""
+    from dsr.train import Runtime
 
     x = torch.randn(batch, *input_shape("wrn28_2"), device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     model, opt, method = make("wrn28_2", "static", 0.9, device)
-
-    def step_under(runtime):
-        xr = memory_format(x, runtime)
-
-        def step() -> None:
-            opt.zero_grad()
-            with autocast(device, runtime):
-                loss = F.cross_entropy(model(xr).float(), y)
-            loss.backward()
-            method.before_step()
-            opt.step()
-            method.after_step()
-
-        return step
-
-    steps = {name: step_under(Runtime(**kw)) for name, kw in CPU_PATHS}
+    steps = {
+        name: step_fn(model, opt, method, x, y, runtime=Runtime(**kw)) for name, kw in CPU_PATHS
+    }
     for step in steps.values():
         step()  # warm-up: oneDNN picks its kernels on the first call of each layout
     times: dict[str, list[float]] = {name: [] for name in steps}

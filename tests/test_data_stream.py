@@ -104,6 +104,8 @@ def test_image_folder_subsets_are_stratified_over_classes(imagenet):
     sub = imagenet.subset(10, 0)
     assert sub.n_train == 10 and sub.n_test == 20
     assert sorted(label for _, label in sub.train_samples) == list(range(10))
+    where = [imagenet.train_samples.index(item) for item in sub.train_samples]
+    assert where == sorted(where)  # in the file list's order
 
 
 def test_missing_image_folder_is_a_one_line_data_error(tmp_path, monkeypatch):
