@@ -9,7 +9,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from dsr.config import BUDGETS, PROTOCOLS, ConfigError, RunConfig, coerce, preset
+from dsr.config import (
+    BUDGETS,
+    PROTOCOLS,
+    ConfigError,
+    RunConfig,
+    budget_runtime,
+    coerce,
+    preset,
+)
 
 FIELD_HELP = {
     "model": "model registry key (lenet300, wrn28_2, wrn16_2, resnet50)",
@@ -127,12 +135,17 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g.add_argument(
-        "--channels-last", action="store_true", help="channels-last activations (GPU speed)"
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels-last activations (default: the budget's; on for WRN-28-2 at cpu)",
     )
     g.add_argument(
         "--bf16",
-        action="store_true",
-        help="bfloat16 autocast (changes the numbers; recorded in the summary; default fp32)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast (changes the numbers; recorded in the summary; default: the "
+        "budget's: on for WRN-28-2 at cpu, fp32 elsewhere)",
     )
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument(
@@ -148,15 +161,28 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def runtime_from_args(args: argparse.Namespace):
+def runtime_from_args(args: argparse.Namespace, defaults: dict[str, bool] | None = None):
+    """The runtime the options ask for; an option not given takes its value from ``defaults``
+    (a budget's, :func:`dsr.config.budget_runtime`), else off."""
     from dsr.train import Runtime
 
+    defaults = defaults or {}
+
+    def flag(name: str) -> bool:
+        given = getattr(args, name)
+        return defaults.get(name, False) if given is None else given
+
     return Runtime(
-        channels_last=args.channels_last,
-        bf16=args.bf16,
+        channels_last=flag("channels_last"),
+        bf16=flag("bf16"),
         compile=args.compile,
         flush_denormal=not args.no_flush_denormal,
     )
+
+
+def describe(runtime) -> str:
+    """``"bf16-autocast, channels-last"``: how a run executes, for its first line."""
+    return ", ".join([runtime.precision] + ["channels-last"] * runtime.channels_last)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -173,14 +199,25 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def protocol_budget(args: argparse.Namespace) -> tuple[dict[str, Any], str, str]:
+    """The YAML file's other fields, and the protocol and budget (the file's, else the
+    options')."""
+    values: dict[str, Any] = read_yaml(args.config) if args.config else {}
+    return values, values.pop("protocol", args.protocol), values.pop("budget", args.budget)
+
+
+def budget_runtime_of(args: argparse.Namespace) -> dict[str, bool]:
+    """The runtime defaults of the protocol and budget the options name."""
+    _, protocol, budget = protocol_budget(args)
+    return budget_runtime(protocol, budget)
+
+
 def config_from_args(
     args: argparse.Namespace, extra_exclude: tuple[str, ...] = (), method: str | None = None
 ) -> RunConfig:
     """Protocol at budget, then YAML values, then command-line options (``method``, if given,
     replaces the method they name)."""
-    values: dict[str, Any] = read_yaml(args.config) if args.config else {}
-    protocol = values.pop("protocol", args.protocol)
-    budget = values.pop("budget", args.budget)
+    values, protocol, budget = protocol_budget(args)
     for f in fields(RunConfig):
         if getattr(args, f.name) is not None and f.name not in extra_exclude:
             values[f.name] = getattr(args, f.name)
@@ -216,9 +253,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         main_rank = distributed.context().is_main
         say = print if main_rank else (lambda *a, **k: None)
+        runtime = runtime_from_args(args, budget_runtime_of(args))
         say(
             f"run {cfg.hash}: {cfg.method} {cfg.model}/{cfg.dataset} s={cfg.sparsity} "
-            f"seed={cfg.seed}, {cfg.epochs} epochs -> {run_dir(cfg, args.runs_root)}"
+            f"seed={cfg.seed}, {cfg.epochs} epochs, {describe(runtime)} "
+            f"-> {run_dir(cfg, args.runs_root)}"
         )
         record = run(
             cfg,
@@ -226,7 +265,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             device=device,
             progress=not args.no_progress and main_rank,
             stop_after=args.stop_after,
-            runtime=runtime_from_args(args),
+            runtime=runtime,
         )
     finally:
         distributed.shutdown()
@@ -258,8 +297,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from dsr.runs import grid, sweep
 
     configs = [c for m in methods for c in grid(bases[m], [m], sparsities, seeds)]
+    runtime = runtime_from_args(args, budget_runtime_of(args))
     how = f"{args.workers} workers" if args.launcher == "pool" else f"{args.launcher} jobs"
-    print(f"sweep: {len(configs)} runs, {how} x {args.threads or 1} threads")
+    print(f"sweep: {len(configs)} runs, {how} x {args.threads or 1} threads, {describe(runtime)}")
     status = sweep(
         configs,
         args.runs_root,
@@ -267,7 +307,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         threads=args.threads or 1,
         device=args.device,
         progress=not args.no_progress,
-        runtime=runtime_from_args(args),
+        runtime=runtime,
         launcher=args.launcher,
         cluster=cluster_options(args),
     )

@@ -312,6 +312,21 @@ BUDGETS: dict[str, dict[str, dict[str, Any] | None]] = {
 }
 
 
+# How a protocol at a budget runs unless told otherwise: runtime options (dsr.train.Runtime),
+# not part of a run's identity. A run's precision is recorded in its summary, and no verdict
+# compares runs of different precision. WRN-28-2 at the cpu budget runs under bfloat16
+# autocast with channels-last activations: on one thread of an AVX-512-BF16 CPU about 2-3x
+# fp32 (python -m dsr bench prints the ratio); --no-bf16 --no-channels-last run it in fp32.
+BUDGET_RUNTIMES: dict[str, dict[str, dict[str, bool]]] = {
+    "cpu": {"wrn28_2-cifar10": dict(bf16=True, channels_last=True)},
+}
+
+
+def budget_runtime(protocol: str, budget: str) -> dict[str, bool]:
+    """The runtime options a protocol at a budget runs with by default (empty: fp32, NCHW)."""
+    return dict(BUDGET_RUNTIMES.get(budget, {}).get(protocol, {}))
+
+
 # What a method changes in every protocol (reference README, "Protocol facts"), applied by
 # :func:`preset` when the method is given, before the caller's overrides.
 METHOD_PROTOCOLS: dict[str, dict[str, Any]] = {

@@ -181,29 +181,65 @@ class Study:
         return self.runs[self.runs.status == "done"]
 
     def variant(self) -> str:
-        """The one data variant of the finished runs (the config's data set if none)."""
+        """The one data variant of the finished runs (the config's data set if none).
+
+        Raises:
+            ResultsError: the finished runs are on more than one data variant, or of more than
+                one precision (:meth:`precision`): no comparison mixes them.
+        """
         variants = sorted(set(self.done().data_variant))
         if len(variants) > 1:
             raise ResultsError(
                 f"cannot mix data variants {' and '.join(variants)} in one comparison"
             )
+        self.precision()
         return variants[0] if variants else self.dataset
+
+    def precision(self) -> str:
+        """The one precision of the finished runs ("fp32", "bf16-autocast"; "" if none).
+
+        Raises:
+            ResultsError: runs of different precision (a run resumed in another precision
+                counts as its own, e.g. "bf16-autocast+fp32").
+        """
+        precisions = self.done().precision.fillna("unrecorded")
+        found = sorted(precisions.unique())
+        if len(found) > 1:
+            counts = precisions.value_counts()
+            raise ResultsError(
+                "cannot compare runs of different precision in one comparison: "
+                + ", ".join(f"{counts[p]} {p}" for p in found)
+                + " (rerun them in one precision, or study each precision on its own)"
+            )
+        return found[0] if found else ""
+
+    def runtime(self):
+        """How the runs this study trains execute: its protocol at its budget's default."""
+        from dsr.train import default_runtime
+
+        return default_runtime(self.protocol, self.budget)
 
 
 RUN_COLUMNS = [
     "label", "method", "sparsity", "seed", "status", "test_acc", "best_test_acc", "data_variant",
     "hash", "epochs", "wall_seconds", "reallocations", "code_commit", "code_dirty", "device",
-    "torch", "data_checksum", "finished", "reason",
+    "torch", "data_checksum", "finished", "precision", "reason",
 ]  # fmt: skip
 
 
 def run_row(
-    spec: str, sparsity: float, seed: int, cfg: RunConfig | str, root, loaded: dict | None
+    spec: str,
+    sparsity: float,
+    seed: int,
+    cfg: RunConfig | str,
+    root,
+    loaded: dict | None,
+    runtime=None,
 ) -> dict:
     """One row of a study's run table: a finished run's results, or why there are none.
 
-    With ``loaded`` (a dict that keeps data sets between calls) a missing run is trained;
-    without it, it is reported as "not run".
+    With ``loaded`` (a dict that keeps data sets between calls) a missing run is trained, with
+    ``runtime`` (default: fp32); without it, it is reported as "not run".
     """
     from dsr.data import DataError
     from dsr.runs import load_run, run, run_dir
@@ -214,7 +250,8 @@ def run_row(
     record = load_run(cfg, root)
     if record is None and loaded is not None:
         try:
-            record = run(cfg, root, progress=False, data=data_for(cfg, loaded))
+            kw = {} if runtime is None else {"runtime": runtime}
+            record = run(cfg, root, progress=False, data=data_for(cfg, loaded), **kw)
         except DataError as e:  # e.g. no ImageNet folder here
             return {**row, "status": "not available", "reason": str(e)}
     if record is None:
@@ -230,6 +267,7 @@ def run_row(
         "reallocations": s["reallocations"],
         **{k: s.get(k) for k in ("data_variant", "hash", "wall_seconds", "code_commit")},
         **{k: s.get(k) for k in ("code_dirty", "device", "torch", "data_checksum", "finished")},
+        "precision": s.get("precision", "unrecorded"),
     }
 
 
@@ -277,7 +315,8 @@ def study(
         committed_budget=budget or "paper",
     )
     loaded: dict | None = {} if st.trains else None
-    rows = [run_row(*p, st.root, loaded) for p in st.plan()]
+    runtime = st.runtime() if st.trains else None
+    rows = [run_row(*p, st.root, loaded, runtime) for p in st.plan()]
     st.runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     return st
 
@@ -487,7 +526,11 @@ def budget_text(st: Study) -> str:
         if ran[k] != paper[k] and k not in ("method", "sparsity", "seed")
     ]
     seeds = f"seeds {','.join(str(s) for s in st.seeds)} (the paper: 5 runs per cell)"
-    head = f"{MODEL_NAMES.get(st.model, st.model)} / {st.dataset}, {st.budget} budget, {seeds}"
+    precision = st.precision() or st.runtime().precision
+    head = (
+        f"{MODEL_NAMES.get(st.model, st.model)} / {st.dataset}, {st.budget} budget, "
+        f"{precision}, {seeds}"
+    )
     return head + ("; differs from the paper in " + "; ".join(diffs) if diffs else "")
 
 
@@ -507,6 +550,7 @@ def provenance(st: Study, *more: Study) -> pd.DataFrame:
             ],
             "data": [f"{v} ({c[:8]})" for v, c in zip(done.data_variant, done.data_checksum)],
             "device": done.device,
+            "precision": done.precision,
             "torch": done.torch,
         }
     ).reset_index(drop=True)

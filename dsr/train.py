@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dsr import distributed, io
-from dsr.config import ConfigError, RunConfig
+from dsr.config import ConfigError, RunConfig, budget_runtime
 from dsr.data import Data, load
 from dsr.masks import count_parameters, default_sparse_names
 from dsr.methods import METHODS, Method
@@ -65,6 +65,11 @@ class Runtime:
 
 
 DEFAULT_RUNTIME = Runtime()
+
+
+def default_runtime(protocol: str, budget: str) -> Runtime:
+    """How ``protocol`` at ``budget`` runs unless told otherwise (``config.BUDGET_RUNTIMES``)."""
+    return Runtime(**budget_runtime(protocol, budget))
 
 
 @dataclass

@@ -13,13 +13,14 @@ from dsr.results import RUN_COLUMNS, ResultsError, Study
 
 def fake(rows: list[tuple], profile: str = "default") -> Study:
     """A study of LeNet / MNIST whose run table is ``rows`` of (label, sparsity, seed, acc,
-    variant); no run cache involved."""
+    variant[, precision]); no run cache involved. Precision: fp32 unless a row names one."""
     st = Study(profile, "lenet300", "mnist", [], sorted({r[1] for r in rows}), [0, 1])
     st.methods = list(dict.fromkeys(r[0] for r in rows))
     table = [
         dict(label=lab, method=lab, sparsity=s, seed=seed, status="done", test_acc=acc,
-             data_variant=var, epochs=100, wall_seconds=10.0, reallocations=5)
-        for lab, s, seed, acc, var in rows
+             data_variant=var, epochs=100, wall_seconds=10.0, reallocations=5,
+             precision=(*more, "fp32")[0])
+        for lab, s, seed, acc, var, *more in rows
     ]  # fmt: skip
     st.runs = pd.DataFrame(table, columns=RUN_COLUMNS)
     return st
@@ -40,6 +41,26 @@ def test_mixing_data_variants_is_refused_in_one_line():
     with pytest.raises(ResultsError, match="^cannot mix data variants mnist and synthetic") as e:
         results.summarize(st)
     assert "\n" not in str(e.value)
+
+
+def test_mixing_precisions_is_refused_by_every_comparison():
+    """A bf16 run beside fp32 runs: the summary, the verdict and the budget line refuse to
+    compare them (one line, with the count of each); one precision passes and is stated."""
+    rows = [("dsr", 0.9, 0, 98.0, "mnist"), ("static", 0.9, 0, 97.0, "mnist")]
+    mixed = fake(rows + [("dsr", 0.9, 1, 98.4, "mnist", "bf16-autocast")])
+    match = "^cannot compare runs of different precision in one comparison: 1 bf16-autocast, 2 fp32"
+    for build in (
+        results.summarize,
+        lambda st: results.verdict_beats(st, "dsr", ["static"]),
+        results.budget_text,
+    ):
+        with pytest.raises(ResultsError, match=match) as e:
+            build(mixed)
+        assert "\n" not in str(e.value)
+    one = fake([(*r, "bf16-autocast") for r in rows])
+    assert one.precision() == "bf16-autocast"
+    assert ", paper budget, bf16-autocast, seeds" in results.budget_text(one)
+    assert results.verdict_beats(one, "dsr", ["static"]).label == "reproduced (single runs)"
 
 
 @pytest.mark.parametrize(

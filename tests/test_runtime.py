@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from dsr.__main__ import main
@@ -166,3 +167,48 @@ def test_bf16_channels_last_path_resumes_bit_for_bit_and_keeps_masked_weights_ze
         assert w.dtype == torch.float32  # autocast leaves the stored weights in fp32
         assert 0 < int(mask.sum()) < mask.numel()
         assert int((w.detach()[~mask] != 0).sum()) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, precision, channels_last",
+    [
+        (["--protocol", "wrn28_2-cifar10", "--budget", "cpu"], "bf16-autocast", True),
+        (["--protocol", "wrn28_2-cifar10", "--budget", "cpu", "--no-bf16"], "fp32", True),
+        (["--protocol", "wrn28_2-cifar10", "--budget", "paper"], "fp32", False),
+        (["--protocol", "wrn28_2-cifar10", "--budget", "smoke"], "fp32", False),
+        (["--protocol", "lenet300-mnist", "--budget", "cpu"], "fp32", False),
+        (["--protocol", "lenet300-mnist", "--bf16", "--channels-last"], "bf16-autocast", True),
+    ],
+)
+def test_runtime_is_the_budgets_unless_an_option_says_otherwise(argv, precision, channels_last):
+    """WRN-28-2 at the cpu budget runs bf16 + channels-last by default; every other protocol x
+    budget fp32 / NCHW; --bf16 / --no-bf16 and --[no-]channels-last override either way."""
+    from dsr.__main__ import budget_runtime_of, parser, runtime_from_args
+
+    args = parser().parse_args(["train", *argv])
+    rt = runtime_from_args(args, budget_runtime_of(args))
+    assert (rt.precision, rt.channels_last) == (precision, channels_last)
+
+
+def test_budget_named_in_a_yaml_file_sets_the_runtime(tmp_path):
+    """The budget a config file names decides the default runtime, as it decides the config."""
+    from dsr.__main__ import budget_runtime_of, parser, runtime_from_args
+
+    f = tmp_path / "run.yaml"
+    f.write_text("protocol: wrn28_2-cifar10\nbudget: cpu\nmethod: static\n")
+    args = parser().parse_args(["train", "--config", str(f)])
+    assert runtime_from_args(args, budget_runtime_of(args)).precision == "bf16-autocast"
+
+
+def test_notebook_studies_train_at_their_budgets_runtime():
+    """A notebook's study trains with its protocol x budget's runtime; the default profile
+    states the precision of the committed budget it reads."""
+    from dsr.results import Study
+
+    def study(profile: str, model: str, committed: str = "paper") -> Study:
+        return Study(profile, model, "cifar10-jpeg", [], [0.9], [0], committed_budget=committed)
+
+    assert study("cpu", "wrn28_2").runtime().precision == "bf16-autocast"
+    assert study("default", "wrn28_2", "cpu").runtime().channels_last
+    assert study("smoke", "wrn28_2").runtime().precision == "fp32"
+    assert study("cpu", "lenet300").runtime().precision == "fp32"
