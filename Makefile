@@ -10,7 +10,7 @@ THREADS ?= 2
 PROFILE ?= default
 BOOK    ?= build/book
 
-.PHONY: help setup run test lint bench book gpu-check clean-scratch
+.PHONY: help setup run test lint bench book gpu-check gpu-campaign import-runs clean-scratch
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -49,3 +49,11 @@ bench: $(STAMP)  ## sparse/dense step time and DSR reallocation cost, as ratios
 
 gpu-check:  ## on a CUDA machine: bench, no-sync check, short DSR run, 2-GPU DDP (< 10 min)
 	$(PY) scripts/gpu_check.py
+
+OUT     ?= build/gpu-campaign
+gpu-campaign:  ## on a CUDA machine: one slot of the WRN-28-2 paper-protocol campaign into OUT
+	$(PY) scripts/gpu_campaign.py $(OUT)
+
+import-runs: $(STAMP)  ## check and copy the finished runs of FROM (a campaign folder) into data/runs
+	@test -n "$(FROM)" || { echo "usage: make import-runs FROM=<campaign folder>"; exit 2; }
+	$(BIN)/python -m dsr runs --import $(FROM)

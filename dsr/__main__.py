@@ -349,8 +349,19 @@ def cmd_book(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from dsr.runs import cache_report
+    from dsr.runs import cache_report, import_runs
 
+    if args.import_from:
+        outcomes = import_runs(args.import_from, args.runs_root)
+        for folder, outcome in outcomes:
+            print(f"{folder}: {outcome}")
+        refused = sum(o.startswith("refused") for _, o in outcomes)
+        imported = sum(o == "imported" for _, o in outcomes)
+        print(
+            f"{imported} imported, {len(outcomes) - imported - refused} already there, "
+            f"{refused} refused"
+        )
+        return 2 if refused else 0
     if args.runs_root is not None and not args.runs_root.is_dir():
         raise CommandError(f"no run cache at {args.runs_root}")
     print(cache_report(args.runs_root))
@@ -469,7 +480,21 @@ def parser() -> argparse.ArgumentParser:
         "seed, epochs, state (done, epoch k of n, failed), final test accuracy, wall seconds and "
         "cost (CPU-hours: wall time x torch threads x processes; GPU-hours: wall time x "
         "processes, so runs that shared one GPU each count their whole wall time), then the "
-        "totals of the finished runs.",
+        "totals of the finished runs. With --import, copy finished runs trained elsewhere "
+        "(a GPU campaign's output folder) into the cache instead, each after checking that "
+        "its folder name is its config's hash, that its summary belongs to that config and "
+        "records clean code at a commit of this repository, precision, device and a data "
+        "checksum matching the cache's runs of that data variant, and that it has one metrics "
+        "row per epoch; checkpoints are not copied.",
+    )
+    r.add_argument(
+        "--import",
+        dest="import_from",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="FOLDER",
+        help="run folders, or folders holding them (such as a campaign's output folder), to import",
     )
     r.add_argument(
         "--runs-root",

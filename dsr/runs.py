@@ -510,3 +510,105 @@ def submit(
             h, s = cfg.hash, f"failed: job {job.job_id}: {' '.join(str(e).split())[:200]}"
         status[h] = s
     return status
+
+
+# --- importing runs trained elsewhere (a GPU campaign's output folder) -----------------------
+
+PROVENANCE_KEYS = (
+    "code_commit", "code_dirty", "torch", "device", "precision", "data_variant", "data_checksum",
+    "finished",
+)  # fmt: skip
+NOT_IMPORTED = ("checkpoint.pt", "*.tmp", "*.lock", ".lock")
+
+
+def run_folders(source: Path) -> list[Path]:
+    """The finished run folders in ``source``: itself, its children, or ``source/runs/*``."""
+    if (source / SUMMARY).exists():
+        return [source]
+    found = [p.parent for p in sorted(source.glob(f"*/{SUMMARY}"))]
+    found += [p.parent for p in sorted(source.glob(f"runs/*/{SUMMARY}"))]
+    return [p for p in found if not p.name.startswith(".")]
+
+
+def known_checksums(root: Path) -> dict[str, str]:
+    """Data variant -> the data checksum its finished runs under ``root`` recorded."""
+    out: dict[str, str] = {}
+    for path in sorted(root.glob(f"*/{SUMMARY}")):
+        s = io.read_json(path)
+        if "data_variant" in s and "data_checksum" in s:
+            out.setdefault(s["data_variant"], s["data_checksum"])
+    return out
+
+
+def import_problem(folder: Path, checksums: dict[str, str]) -> str | None:
+    """Why run folder ``folder`` may not enter the cache, or None: its name is the hash of its
+    config, its summary belongs to that config and carries full provenance (clean code at a
+    commit of this repository, data checksum as the cache's runs of that variant recorded),
+    and it has one metrics row per epoch."""
+    try:
+        config = stored_config(folder)
+        cfg = RunConfig(**config)
+        summary = io.read_json(folder / SUMMARY)
+    except (ConfigError, TypeError, io.CheckpointError, OSError, ValueError) as e:
+        return f"unreadable config or summary ({' '.join(str(e).split())[:120]})"
+    if cfg.hash != folder.name or summary.get("hash") != folder.name:
+        return f"folder name, config hash ({cfg.hash}) and summary hash disagree"
+    if {**RunConfig().to_dict(), **summary.get("config", {})} != config:
+        return "summary.json holds another config than config.json"
+    missing = [k for k in PROVENANCE_KEYS if k not in summary]
+    if missing:
+        return f"provenance incomplete: no {', '.join(missing)} in summary.json"
+    if summary["code_dirty"]:
+        return f"trained from uncommitted code (at {summary['code_commit'][:12]} plus changes)"
+    known = subprocess.run(
+        ["git", "cat-file", "-e", f"{summary['code_commit']}^{{commit}}"],
+        cwd=PROJECT,
+        capture_output=True,
+    )
+    if known.returncode != 0:
+        return f"code commit {summary['code_commit'][:12]} is not in this repository"
+    want = checksums.get(summary["data_variant"])
+    if want is not None and want != summary["data_checksum"]:
+        return (
+            f"data checksum {summary['data_checksum']} differs from the cache's "
+            f"{summary['data_variant']} runs ({want})"
+        )
+    rows = len(RunRecord(folder, cfg, summary).metrics())
+    if rows != cfg.epochs:
+        return f"metrics.csv has {rows} rows for {cfg.epochs} epochs"
+    return None
+
+
+def import_runs(sources: Iterable[Path], root: Path | None = None) -> list[tuple[str, str]]:
+    """Copy the finished runs found in ``sources`` (run folders, or folders holding them) into
+    the cache, each after :func:`import_problem` found nothing wrong; checkpoints and lock
+    files stay behind. Returns (folder, outcome) pairs: ``imported``, ``already in the cache``
+    or ``refused: <why>``. A run already in the cache with another summary is refused."""
+    import shutil
+
+    root = Path(root or runs_root())
+    root.mkdir(parents=True, exist_ok=True)
+    out = []
+    for source in sources:
+        folders = run_folders(Path(source))
+        if not folders:
+            out.append((str(source), "refused: no finished run folder (with summary.json) here"))
+        for folder in folders:
+            problem = import_problem(folder, known_checksums(root))
+            target = root / folder.name
+            if problem is None and (target / SUMMARY).exists():
+                same = io.read_json(target / SUMMARY) == io.read_json(folder / SUMMARY)
+                problem = None if same else "another finished run of this config is in the cache"
+                if same:
+                    out.append((str(folder), "already in the cache"))
+                    continue
+            if problem is not None:
+                out.append((str(folder), f"refused: {problem}"))
+                continue
+            staging = root / f".import-{folder.name}"
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(*NOT_IMPORTED))
+            shutil.rmtree(target, ignore_errors=True)  # an unfinished attempt of the same run
+            staging.rename(target)
+            out.append((str(folder), "imported"))
+    return out
