@@ -74,20 +74,34 @@ def test_notebook_prints_nothing_to_stderr(book, name):
     assert streams == []
 
 
+def summary_rows(values: dict[str, str]) -> list[dict[str, str]]:
+    """The rows of the summary table a notebook glued: ``summary_*`` keys, or several rows as
+    ``<row>_summary_*`` (a page that tests more than one claim)."""
+    rows = {k[: -len("summary_verdict")] for k in values if k.endswith("summary_verdict")}
+    return [{k: values.get(row + k) for k in SUMMARY_KEYS} for row in sorted(rows)]
+
+
 @pytest.mark.parametrize("name", [nb.name for nb in notebooks()])
 def test_every_claim_glues_its_summary_row(book, name):
-    """Each notebook glues the four non-empty cells of its row of the summary table."""
-    values = glued(executed(book, name))
-    assert [k for k in SUMMARY_KEYS if not values.get(k)] == []
+    """Each notebook glues the four non-empty cells of each of its rows of the summary table."""
+    rows = summary_rows(glued(executed(book, name)))
+    assert rows and [k for r in rows for k in SUMMARY_KEYS if not r[k]] == []
+
+
+def test_the_wrn_page_glues_a_row_for_each_of_claims_1_to_3(book):
+    values = glued(executed(book, "06_wrn28_2_cifar10.ipynb"))
+    assert [k for k in values if k.endswith("_summary_verdict")] == [
+        "c1_summary_verdict", "c2_summary_verdict", "c3_summary_verdict",
+    ]  # fmt: skip
 
 
 def test_summary_table_shows_every_claims_verdict(book):
-    """The introduction's table holds each notebook's glued verdict and budget."""
+    """The introduction's table holds each notebook's glued verdicts and budgets."""
     intro = (book["index"].parent / "book" / "intro.html").read_text()
     for nb in notebooks():
-        values = glued(executed(book, nb.name))
-        assert values["summary_verdict"] in intro
-        assert values["summary_budget"] in intro
+        for row in summary_rows(glued(executed(book, nb.name))):
+            assert row["summary_verdict"] in intro
+            assert row["summary_budget"] in intro
 
 
 def test_dynamic_vs_static_ran_and_says_its_budget(book):
