@@ -180,6 +180,18 @@ def runtime_from_args(args: argparse.Namespace, defaults: dict[str, bool] | None
     )
 
 
+def checked_runtime(args: argparse.Namespace):
+    """The runtime of the options and the budget's defaults; refused when the budget's default
+    bf16 would run on a device without bf16 hardware (an option that asks for bf16 insists)."""
+    from dsr.train import slow_bf16
+
+    runtime = runtime_from_args(args, budget_runtime_of(args))
+    problem = slow_bf16(runtime, args.device) if args.bf16 is None else None
+    if problem:
+        raise CommandError(problem)
+    return runtime
+
+
 def describe(runtime) -> str:
     """``"bf16-autocast, channels-last"``: how a run executes, for its first line."""
     return ", ".join([runtime.precision] + ["channels-last"] * runtime.channels_last)
@@ -253,7 +265,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         main_rank = distributed.context().is_main
         say = print if main_rank else (lambda *a, **k: None)
-        runtime = runtime_from_args(args, budget_runtime_of(args))
+        runtime = checked_runtime(args)
         say(
             f"run {cfg.hash}: {cfg.method} {cfg.model}/{cfg.dataset} s={cfg.sparsity} "
             f"seed={cfg.seed}, {cfg.epochs} epochs, {describe(runtime)} "
@@ -297,7 +309,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from dsr.runs import grid, sweep
 
     configs = [c for m in methods for c in grid(bases[m], [m], sparsities, seeds)]
-    runtime = runtime_from_args(args, budget_runtime_of(args))
+    local = args.launcher == "pool"  # cluster jobs run on other machines: not checked here
+    runtime = checked_runtime(args) if local else runtime_from_args(args, budget_runtime_of(args))
     how = f"{args.workers} workers" if args.launcher == "pool" else f"{args.launcher} jobs"
     print(f"sweep: {len(configs)} runs, {how} x {args.threads or 1} threads, {describe(runtime)}")
     status = sweep(

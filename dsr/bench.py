@@ -307,7 +307,7 @@ def bench_paths(repeats: int, device: str, batch: int = 100) -> dict[str, float]
     """Training images/s per thread of one WRN-28-2 step (static masks, s = 0.9, batch 100)
     under each runtime path of :data:`CPU_PATHS`; the paths alternate step by step so that
     drift hits all alike."""
-    from dsr.train import Runtime
+    from dsr.train import Runtime, native_bf16
 
     x = torch.randn(batch, *input_shape("wrn28_2"), device=device)
     y = torch.randint(0, 10, (batch,), device=device)
@@ -315,12 +315,15 @@ def bench_paths(repeats: int, device: str, batch: int = 100) -> dict[str, float]
     steps = {
         name: step_fn(model, opt, method, x, y, runtime=Runtime(**kw)) for name, kw in CPU_PATHS
     }
+    # Without bf16 hardware a bf16 step takes tens of seconds: time it once.
+    slow = {name for name, kw in CPU_PATHS if kw.get("bf16") and not native_bf16(device)}
     for step in steps.values():
         step()  # warm-up: oneDNN picks its kernels on the first call of each layout
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
+    for i in range(repeats):
         for name, step in steps.items():
-            times[name].append(timed(step, device))
+            if i == 0 or name not in slow:
+                times[name].append(timed(step, device))
     threads = torch.get_num_threads()
     return {name: batch / statistics.median(t) / threads for name, t in times.items()}
 
@@ -328,8 +331,11 @@ def bench_paths(repeats: int, device: str, batch: int = 100) -> dict[str, float]
 def print_paths(repeats: int, device: str) -> dict[str, float]:
     ips = bench_paths(repeats, device)
     print("WRN-28-2 training step, static s = 0.9, batch 100: images/s per thread")
+    from dsr.train import native_bf16
+
     for name, v in ips.items():
-        print(f"  {name:22} {v:8.1f} images/s/thread  {v / ips['fp32']:5.2f}x fp32")
+        note = "" if "bf16" not in name or native_bf16(device) else "  (no bf16 hardware: 1 step)"
+        print(f"  {name:22} {v:8.1f} images/s/thread  {v / ips['fp32']:5.2f}x fp32{note}")
     return ips
 
 

@@ -317,6 +317,10 @@ BUDGETS: dict[str, dict[str, dict[str, Any] | None]] = {
 # compares runs of different precision. WRN-28-2 at the cpu budget runs under bfloat16
 # autocast with channels-last activations: on one thread of an AVX-512-BF16 CPU about 2-3x
 # fp32 (python -m dsr bench prints the ratio); --no-bf16 --no-channels-last run it in fp32.
+# On a CPU without bf16 hardware bf16 runs in fallback kernels: on an AVX2-only AMD EPYC one
+# WRN-28-2 step measured 3 images/s per thread in bf16, 45 in fp32, 55 in fp32 channels-last
+# (dsr.bench.bench_paths, one run); there the budget's default is refused (dsr.train.slow_bf16)
+# rather than silently switched to fp32, which would split the runs into two precisions.
 BUDGET_RUNTIMES: dict[str, dict[str, dict[str, bool]]] = {
     "cpu": {"wrn28_2-cifar10": dict(bf16=True, channels_last=True)},
 }

@@ -243,11 +243,15 @@ def run_row(
     """
     from dsr.data import DataError
     from dsr.runs import load_run, run, run_dir
+    from dsr.train import slow_bf16
 
     row = dict(label=spec, method=spec.partition(":")[0], sparsity=sparsity, seed=seed)
     if isinstance(cfg, str):
         return {**row, "status": "not available", "reason": cfg}
     record = load_run(cfg, root)
+    slow = slow_bf16(runtime) if record is None and loaded is not None and runtime else None
+    if slow:  # a cpu-profile page on a CPU without bf16 hardware: days instead of hours
+        return {**row, "status": "not available", "reason": slow, "hash": cfg.hash}
     if record is None and loaded is not None:
         try:
             kw = {} if runtime is None else {"runtime": runtime}

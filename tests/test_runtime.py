@@ -212,3 +212,62 @@ def test_notebook_studies_train_at_their_budgets_runtime():
     assert study("default", "wrn28_2", "cpu").runtime().channels_last
     assert study("smoke", "wrn28_2").runtime().precision == "fp32"
     assert study("cpu", "lenet300").runtime().precision == "fp32"
+
+
+WRN_CPU = ["train", "--protocol", "wrn28_2-cifar10", "--budget", "cpu", "--dataset", "synthetic"]
+
+
+def test_budget_bf16_is_refused_in_one_line_on_a_cpu_without_bf16_hardware(
+    monkeypatch, capsys, isolated_cache
+):
+    """Where bf16 would run in fallback kernels (tens of times slower), the budget's default
+    bf16 is refused before anything is written; the message names both ways out."""
+    import dsr.train
+    from dsr.__main__ import main
+
+    monkeypatch.setattr(dsr.train, "native_bf16", lambda device="cpu": False)
+    assert main([*WRN_CPU, "--method", "static"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no bf16 hardware" in err
+    assert "--bf16 to insist" in err and "--no-bf16" in err
+    assert not isolated_cache.exists() or not any(isolated_cache.iterdir())
+    assert main(["sweep", *WRN_CPU[1:], "--methods", "static"]) == 2
+
+
+@pytest.mark.parametrize("flag, precision", [("--bf16", "bf16-autocast"), ("--no-bf16", "fp32")])
+def test_an_explicit_precision_option_is_never_refused(monkeypatch, flag, precision):
+    import dsr.train
+    from dsr.__main__ import checked_runtime, parser
+
+    monkeypatch.setattr(dsr.train, "native_bf16", lambda device="cpu": False)
+    args = parser().parse_args([*WRN_CPU, flag])
+    assert checked_runtime(args).precision == precision
+
+
+def test_a_cpu_profile_page_does_not_start_slow_bf16_runs(monkeypatch):
+    """At the cpu profile a WRN-28-2 page on such a CPU lists its runs as not available, with
+    the reason, instead of training them for days."""
+    import dsr.train
+    from dsr import results
+
+    monkeypatch.setattr(dsr.train, "native_bf16", lambda device="cpu": False)
+    st = results.study("cpu", "wrn28_2", "synthetic", "dsr,static", "0.9", "0")
+    assert set(st.runs.status) == {"not available"}
+    assert all("no bf16 hardware" in r for r in st.runs.reason)
+
+
+def test_native_bf16_agrees_with_the_cpu_flags():
+    """True where the CPU has AVX-512 BF16 or AMX-BF16, False where it has no AVX-512 at all
+    (AVX-512 without BF16 is left out: oneDNN's answer there depends on its version)."""
+    from dsr.train import native_bf16
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo")
+    flags = set(cpuinfo.read_text().split())
+    if flags & {"avx512_bf16", "amx_bf16"}:
+        assert native_bf16("cpu")
+    elif "avx512f" not in flags:
+        assert not native_bf16("cpu")
+    else:
+        pytest.skip("AVX-512 without BF16")
