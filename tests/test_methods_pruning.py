@@ -136,3 +136,61 @@ def test_global_scope_prunes_from_the_same_dense_source():
     assert cfg.replace(prune_scope="tensor").hash == cfg.hash  # the default keeps old ids
     with pytest.raises(ConfigError, match="prune_scope"):
         cfg.replace(prune_scope="layer")
+
+
+# --- the official code's exception for LeNet-300-100 (main.py, mnist_mlp, target above 0.9) ---
+
+
+def lenet_pruning(sparsity: float, scope: str):
+    from dsr.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("lenet300")
+    return sparsify(model, "pruning", sparsity=sparsity, steps_per_epoch=10, prune_scope=scope)
+
+
+@pytest.mark.parametrize("s", [0.95, 0.96, 0.97, 0.98, 0.99])
+def test_official_scope_keeps_100_output_weights_and_the_total_above_s_09(s):
+    """After the last prune: fc3 (10 x 100) holds exactly 100 weights, fc1 and fc2 share
+    (1 - s) * 266,200 - 100 at one sparsity (each within a weight of its share), and the total
+    is exactly (1 - s) * 266,200, as with per-tensor pruning."""
+    method = lenet_pruning(s, "official")
+    fc1, fc2, fc3 = method.official_counts(method.times)
+    total = round((1 - s) * 266_200)
+    assert fc3 == 100 and fc1 + fc2 + fc3 == total
+    share = (total - 100) / 265_200
+    assert abs(fc1 - share * 235_200) < 1 and abs(fc2 - share * 30_000) < 1
+    assert sum(lenet_pruning(s, "tensor").official_counts(20)) == total  # same budget
+
+
+def test_official_scope_follows_the_cubic_schedule_in_each_group():
+    """Prune k keeps each group at its own s_k = s_f (1 - (1 - k/n)^3), s_f its final
+    sparsity: 0.9 for the output layer."""
+    method = lenet_pruning(0.99, "official")
+    for k in (1, 5, 10, 19):
+        fc3 = method.official_counts(k)[2]
+        assert fc3 == round(1000 * (1 - method.target_sparsity(k, 0.9)))
+
+
+def test_official_scope_is_per_tensor_where_the_exception_does_not_apply():
+    """At s <= 0.9, and on WRN-28-2, 'official' is 'tensor': the config says so, so that the
+    committed per-tensor runs are these runs (same hash)."""
+    from dsr.config import RunConfig, preset
+
+    at_09 = preset("lenet300-mnist", "paper", method="pruning", sparsity=0.9, seed=0)
+    assert at_09.prune_scope == "tensor"
+    assert at_09.hash == RunConfig(**{**at_09.to_dict(), "prune_scope": "tensor"}).hash
+    assert preset("wrn28_2-cifar10", "paper", method="pruning").prune_scope == "tensor"
+    above = preset("lenet300-mnist", "paper", method="pruning", sparsity=0.99, seed=0)
+    assert above.prune_scope == "official"
+    assert lenet_pruning(0.9, "official").final_sparsities() == [0.9, 0.9, 0.9]
+
+
+def test_official_scope_run_ends_with_the_output_layer_connected(tmp_path):
+    """A short run at s = 0.99 on synthetic LeNet-300-100 data: every class keeps 10
+    incoming weights on average, none is cut off (with per-tensor pruning: 10 in all)."""
+    cfg = tiny(**PRUNING, sparsity=0.99, prune_scope="official")
+    rec = run(cfg, tmp_path, progress=False)
+    fc3 = rec.final_masks()["fc3"]
+    assert int(fc3.sum()) == 100 and sum(int(m.sum()) for m in rec.final_masks().values()) == 2662
+    assert int((fc3.sum(dim=1) > 0).sum()) == 10

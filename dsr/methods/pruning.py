@@ -11,6 +11,14 @@ As the DSR paper ran it (reference README, "Compressed sparse"):
 * 48 epochs in all, LR 0 for epoch 0 (the first prune sees the dense weights), 0.02, 0.004
   from epoch 25, 0.0008 from 35 (``dsr.config.METHOD_PROTOCOLS``).
 
+``prune_scope="official"`` (the paper's baseline, :data:`dsr.config.METHOD_PROTOCOLS`) is the
+official ``main.py`` for ``mnist_mlp``: when the target s is above 0.9, the 10 x 100 output layer
+is pruned only to sparsity 0.9 (100 weights) and the other layers share the rest of the budget,
+(1 - s) * total - 100 weights, at one common sparsity, each on its own cubic schedule. Without
+it (``prune_scope="tensor"``, every tensor to s) s = 0.99 leaves the output layer 10 weights and
+some classes unconnected. Elsewhere (WRN-28-2, s <= 0.9) ``official`` is ``tensor``, and a config
+says so (:class:`dsr.config.RunConfig` normalises it).
+
 ``prune_scope="global"`` (not the official baseline) ranks the weights of all sparse tensors
 together instead: after prune k the network keeps its largest-|w| weights down to s_k overall,
 so each tensor ends at whatever sparsity its magnitudes give it (as DSR's reallocation does).
@@ -46,6 +54,10 @@ def final_weights(record: Any, device: torch.device) -> dict:
     weights = train(record.config, None, device=str(device), progress=False).model.state_dict()
     io.save_torch({"model": weights}, path)
     return weights
+
+
+# official main.py, mnist_mlp: the output layer (out, in) and its sparsity when s is above it
+OUTPUT_LAYER, OUTPUT_SPARSITY = (10, 100), 0.9
 
 
 @register("pruning")
@@ -105,9 +117,35 @@ class Pruning(Method):
         last = step % self.steps_per_epoch == 0
         return last and epoch % self.every == 0 and epoch // self.every < self.times
 
-    def target_sparsity(self, k: int) -> float:
-        """s_k = s (1 - (1 - k / n)^3), k = 1 .. n (Zhu & Gupta 2017, Eq. 1, s_i = 0)."""
-        return self.sparsity * (1 - (1 - k / self.times) ** 3)
+    def target_sparsity(self, k: int, final: float | None = None) -> float:
+        """s_k = s (1 - (1 - k / n)^3), k = 1 .. n (Zhu & Gupta 2017, Eq. 1, s_i = 0), for the
+        final sparsity s (default: the run's)."""
+        s = self.sparsity if final is None else final
+        return s * (1 - (1 - k / self.times) ** 3)
+
+    def final_sparsities(self) -> list[float]:
+        """Each tensor's final sparsity: the run's, except under ``official`` above s = 0.9 for
+        the 10 x 100 output layer (0.9) and the others (their common share of the rest)."""
+        numels = self.masks.numels
+        top = [tuple(w.shape) == OUTPUT_LAYER for w in self.masks.weights]
+        if self.scope != "official" or self.sparsity <= OUTPUT_SPARSITY or not any(top):
+            return [self.sparsity] * len(numels)
+        top_n = sum(n for n, t in zip(numels, top) if t)
+        available = (1 - self.sparsity) * sum(numels) - (1 - OUTPUT_SPARSITY) * top_n
+        rest = 1 - available / (sum(numels) - top_n)
+        return [OUTPUT_SPARSITY if t else rest for t in top]
+
+    def official_counts(self, k: int) -> list[int]:
+        """Active counts after prune k under ``official``: per group of tensors with one final
+        sparsity, exact counts at that group's s_k (so the last prune meets the total)."""
+        finals, numels = self.final_sparsities(), self.masks.numels
+        keep = [0] * len(numels)
+        for final in dict.fromkeys(finals):
+            group = [i for i, f in enumerate(finals) if f == final]
+            counts = exact_counts([numels[i] for i in group], 1.0 - self.target_sparsity(k, final))
+            for i, c in zip(group, counts):
+                keep[i] = c
+        return keep
 
     def global_counts(self, total: int) -> list[int]:
         """Active counts per tensor that keep the ``total`` largest |w| of all active weights
@@ -126,6 +164,8 @@ class Pruning(Method):
         target = self.target_sparsity(k)
         if self.scope == "global":
             keep = self.global_counts(round((1.0 - target) * sum(self.masks.numels)))
+        elif self.scope == "official":
+            keep = self.official_counts(k)
         else:
             keep = exact_counts(self.masks.numels, 1.0 - target)
         pruned = []
