@@ -94,11 +94,6 @@ class RunConfig:
         if self.method == "dense" and self.sparsity != 0.0:
             # dense has no sparsity: one run per seed, whatever sparsity was asked for
             object.__setattr__(self, "sparsity", 0.0)
-        top_layer_rule = self.model == "lenet300" and self.sparsity > 0.9
-        if self.prune_scope == "official" and not top_layer_rule:
-            # the official rule is per-tensor pruning wherever its exception does not apply:
-            # one behaviour, one config (and the hash of the per-tensor runs)
-            object.__setattr__(self, "prune_scope", "tensor")
         validate(self)
 
     def replace(self, **changes: Any) -> RunConfig:

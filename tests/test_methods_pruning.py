@@ -172,18 +172,25 @@ def test_official_scope_follows_the_cubic_schedule_in_each_group():
         assert fc3 == round(1000 * (1 - method.target_sparsity(k, 0.9)))
 
 
-def test_official_scope_is_per_tensor_where_the_exception_does_not_apply():
-    """At s <= 0.9, and on WRN-28-2, 'official' is 'tensor': the config says so, so that the
-    committed per-tensor runs are these runs (same hash)."""
-    from dsr.config import RunConfig, preset
+def test_official_scope_is_the_pruning_protocols_and_per_tensor_where_no_exception_applies(
+    tmp_path,
+):
+    """The protocol's pruning is 'official' at every sparsity and on every network; where the
+    exception does not apply (s <= 0.9) it trains exactly what 'tensor' trains."""
+    from dsr.config import preset
 
-    at_09 = preset("lenet300-mnist", "paper", method="pruning", sparsity=0.9, seed=0)
-    assert at_09.prune_scope == "tensor"
-    assert at_09.hash == RunConfig(**{**at_09.to_dict(), "prune_scope": "tensor"}).hash
-    assert preset("wrn28_2-cifar10", "paper", method="pruning").prune_scope == "tensor"
-    above = preset("lenet300-mnist", "paper", method="pruning", sparsity=0.99, seed=0)
-    assert above.prune_scope == "official"
+    for protocol, s in (
+        ("lenet300-mnist", 0.9),
+        ("lenet300-mnist", 0.99),
+        ("wrn28_2-cifar10", 0.9),
+    ):
+        assert preset(protocol, "paper", method="pruning", sparsity=s).prune_scope == "official"
     assert lenet_pruning(0.9, "official").final_sparsities() == [0.9, 0.9, 0.9]
+    a = run(tiny(**PRUNING, prune_scope="official"), tmp_path, progress=False)
+    b = run(tiny(**PRUNING, prune_scope="tensor"), tmp_path, progress=False)
+    assert a.config.hash != b.config.hash
+    assert all(torch.equal(a.final_masks()[n], m) for n, m in b.final_masks().items())
+    assert a.summary["final_test_acc"] == b.summary["final_test_acc"]
 
 
 def test_official_scope_run_ends_with_the_output_layer_connected(tmp_path):

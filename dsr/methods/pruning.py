@@ -16,8 +16,8 @@ official ``main.py`` for ``mnist_mlp``: when the target s is above 0.9, the 10 x
 is pruned only to sparsity 0.9 (100 weights) and the other layers share the rest of the budget,
 (1 - s) * total - 100 weights, at one common sparsity, each on its own cubic schedule. Without
 it (``prune_scope="tensor"``, every tensor to s) s = 0.99 leaves the output layer 10 weights and
-some classes unconnected. Elsewhere (WRN-28-2, s <= 0.9) ``official`` is ``tensor``, and a config
-says so (:class:`dsr.config.RunConfig` normalises it).
+some classes unconnected. Elsewhere (WRN-28-2, s <= 0.9) ``official`` prunes as ``tensor`` does
+(the same masks and weights), under its own config hash.
 
 ``prune_scope="global"`` (not the official baseline) ranks the weights of all sparse tensors
 together instead: after prune k the network keeps its largest-|w| weights down to s_k overall,
