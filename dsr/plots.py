@@ -36,14 +36,29 @@ def place_legend(ax: Axes, loc: str, **kw) -> None:
         sns.move_legend(ax, loc, **kw)
 
 
+def t_interval(values: pd.Series) -> tuple[float, float]:
+    """The 95 % t-interval of the mean of ``values`` (the mean itself for a single run)."""
+    from scipy.stats import t
+
+    n, mean = len(values), float(values.mean())
+    if n < 2:
+        return mean, mean
+    half = float(t.ppf(0.975, n - 1)) * float(values.std(ddof=1)) / n**0.5
+    return mean - half, mean + half
+
+
+ACCURACY_LABEL = "test accuracy (%): mean, 95 % interval, runs"
+
+
 def points(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str, colours: dict) -> None:
-    """Mean ± sd per (x, hue) as connected points, every run as a dot beside its mean."""
+    """Mean and its 95 % t-interval per (x, hue) as connected points with error bars, every run
+    as a dot beside its mean."""
     order = sorted(df[x].unique())
     hues = [h for h in colours if h in set(df[hue])]
     kw = dict(data=df, x=x, y=y, hue=hue, order=order, hue_order=hues, palette=colours, ax=ax)
     # stripplot's dodge puts hue level i at (i + 1/2) / n of a 0.8-wide slot; pointplot spreads
     # its levels evenly over `dodge`: 0.8 (n - 1) / n puts both at the same places
-    sns.pointplot(**kw, errorbar="sd", dodge=0.8 * (len(hues) - 1) / len(hues), capsize=0.1)
+    sns.pointplot(**kw, errorbar=t_interval, dodge=0.8 * (len(hues) - 1) / len(hues), capsize=0.1)
     sns.stripplot(**kw, dodge=True, size=5, alpha=0.7, legend=False, jitter=False,
                   edgecolor="black", linewidth=0.5)  # fmt: skip
     place_legend(ax, "lower left", title="method")
@@ -72,7 +87,7 @@ def accuracy_vs_sparsity(st: results.Study) -> Figure:
         right.set_title(f"ours ({st.variant()}, {st.budget} budget, seeds {seed_text(st)})")
     for ax in (left, right):
         ax.set_xlabel("sparsity")
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(ACCURACY_LABEL)
     return fig
 
 
@@ -100,7 +115,7 @@ def accuracy_by_method(st: results.Study) -> Figure:
     points(ax, done, "sparsity", "test_acc", "label", colours)
     ax.set_title(f"ours ({st.variant()}, {st.budget} budget, seeds {seed_text(st)})")
     ax.set_xlabel("sparsity")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(ACCURACY_LABEL)
     return fig
 
 

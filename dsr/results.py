@@ -445,72 +445,80 @@ def qualifier(st: Study, *more: str) -> str:
     return f" ({', '.join(notes)})" if notes else ""
 
 
-def outcome(diff: float, spread: float) -> str:
-    if diff > spread:
-        return "better"
-    return "worse" if diff < -spread else "within seed spread"
+def interval_text(low: float, high: float) -> str:
+    return "-" if pd.isna(low) else f"[{low:+.2f}, {high:+.2f}]"
+
+
+def p_text(p: float) -> str:
+    return "-" if pd.isna(p) else (f"{p:.3f}" if p >= 0.001 else "< 0.001")
 
 
 def verdict_beats(st: Study, winner: str, losers: list[str], matching: bool = False) -> Verdict:
-    """Does ``winner`` reach a higher mean accuracy than each of ``losers`` at every sparsity?
+    """Does ``winner`` reach a higher mean accuracy than each of ``losers`` at every sparsity
+    (``matching``: at least as high, within :data:`dsr.verdicts.MARGIN`)?
 
-    A comparison counts as "better" when the difference of the means exceeds the larger of the
-    two standard deviations over seeds (0 for a single run); the verdict is "reproduced" when
-    every comparison made is better, "not reproduced" when none is, "partly reproduced"
-    otherwise, and "not run here" when no comparison could be made. A comparison with a single
-    run on either side has no spread to measure the difference against: the label then says
-    "single runs" and the detail how many comparisons rest on one.
-
-    With ``matching`` the claim is "matches or beats": a comparison within seed spread holds too.
+    Every comparison made (both methods with finished runs at a sparsity) follows the rule of
+    :mod:`dsr.verdicts`: the difference of the means with its 95 % Welch interval, p-values
+    Holm-corrected over the comparisons of this verdict, and one of better (or at or above),
+    worse, inconclusive; the label is reproduced, not reproduced, inconclusive, or "not run
+    here" when no comparison could be made, with the budget and data in brackets where they
+    are not the paper's.
     """
-    ours = summarize(st).set_index(["method", "sparsity"])
-    rows, single = [], 0
+    from dsr import verdicts
+
+    st.variant()  # one data variant and one precision, or a one-line ResultsError
+    done = st.done()
+    margin = verdicts.MARGIN if matching else None
+    found = []
     for s in st.sparsities:
+        cell = done[done.sparsity.round(6) == round(s, 6)]
         for loser in losers:
-            if (winner, s) not in ours.index or (loser, s) not in ours.index:
-                continue
-            w, lo = ours.loc[(winner, s)], ours.loc[(loser, s)]
-            if not (w.runs and lo.runs):
-                continue
-            diff, spread = w["mean"] - lo["mean"], max(w["std"], lo["std"], 0.0)
-            spread = 0.0 if pd.isna(spread) else spread
-            single += min(w.runs, lo.runs) < 2
-            rows.append(
-                dict(
-                    sparsity=s,
-                    versus=loser,
-                    runs=f"{int(w.runs)} vs {int(lo.runs)}",
-                    difference=round(diff, 3),
-                    outcome=outcome(diff, spread),
-                )
-            )
-    columns = ["sparsity", "versus", "runs", "difference", "outcome"]
-    pairs = pd.DataFrame(rows, columns=columns)
+            a = list(cell[cell.label == winner].test_acc)
+            b = list(cell[cell.label == loser].test_acc)
+            if a and b:
+                found.append((s, loser, verdicts.compare(a, b, margin)))
+    decided = verdicts.outcomes([c for _, _, c in found], matching)
+    rows = [
+        {
+            "sparsity": s,
+            "versus": loser,
+            "runs": f"{c.runs[0]} vs {c.runs[1]}",
+            "difference": round(c.difference, 3),
+            "95 % CI": interval_text(c.low, c.high),
+            "p (Holm)": p_text(p),
+            "outcome": result,
+            "seeds to resolve": "" if result != "inconclusive" else needed_text(c.needed),
+        }
+        for (s, loser, c), (result, p) in zip(found, decided)
+    ]
+    columns = ["sparsity", "versus", "runs", "difference", "95 % CI", "p (Holm)", "outcome"]
+    pairs = pd.DataFrame(rows, columns=[*columns, "seeds to resolve"])
     what = f"{winner} {'at or above' if matching else 'above'} {', '.join(losers)}"
-    held = ("better", "within seed spread") if matching else ("better",)
-    return Verdict(*label_pairs(pairs, st, what, int(single), held), pairs)
+    return Verdict(*label_pairs(pairs, st, what, matching), pairs)
 
 
-def label_pairs(
-    pairs: pd.DataFrame, st: Study, what: str, single: int, held: tuple[str, ...] = ("better",)
-) -> tuple[str, str]:
-    """The label and detail of ``pairs``; ``single``: comparisons with one run on a side;
-    ``held``: the outcomes that count for the claim."""
+def needed_text(n: int | None) -> str:
+    return f"{n} per method" if n else "no number (difference too small or unknown spread)"
+
+
+def label_pairs(pairs: pd.DataFrame, st: Study, what: str, matching: bool) -> tuple[str, str]:
+    """The label and the one-line detail of a verdict's comparisons."""
+    from dsr import verdicts
+
     if pairs.empty:
         return "not run here", f"no finished runs to compare ({what})"
-    better = int(pairs.outcome.isin(held).sum())
-    label = (
-        "reproduced"
-        if better == len(pairs)
-        else "not reproduced"
-        if better == 0
-        else "partly reproduced"
-    )
-    how = "beyond seed spread" if held == ("better",) else "better or within seed spread"
-    detail = f"{what}: {better} of {len(pairs)} comparisons {how}"
+    counts = pairs.outcome.value_counts()
+    held = "at or above" if matching else "better"
+    parts = [f"{counts.get(held, 0)} of {len(pairs)} comparisons {held}"]
+    parts += [f"{counts[k]} {k}" for k in ("worse", "inconclusive") if counts.get(k)]
+    how = f"95 % Welch intervals, Holm-corrected over the {len(pairs)}"
+    if matching:
+        how += f", margin {verdicts.MARGIN:g} points"
+    detail = f"{what}: {', '.join(parts)} ({how})"
+    single = int((pairs.runs.str.contains(r"^1 vs|vs 1$")).sum())
     if single:
-        detail += f"; {single} of them with a single run on one side, whose spread is unknown"
-    return label + qualifier(st, "single runs" if single else ""), detail
+        detail += f"; {single} with a single run on a side, whose spread is unknown"
+    return verdicts.label(list(pairs.outcome)) + qualifier(st), detail
 
 
 # --- budget and provenance -------------------------------------------------------------------
