@@ -32,7 +32,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import cache
 from io import BytesIO
 from multiprocessing import get_context
 from pathlib import Path
@@ -45,6 +44,7 @@ from dsr import distributed, io
 from dsr.config import ConfigError, RunConfig
 from dsr.data import PROJECT, Data, DataError, file_lock, load
 from dsr.masks import count_parameters
+from dsr.provenance import code_version
 from dsr.train import DEFAULT_RUNTIME, Runtime, Trainer, TrainingDiverged, data_shape, train
 
 SUMMARY, FAILED = "summary.json", "failed.json"
@@ -264,24 +264,6 @@ def write_results(t: Trainer, path: Path, device: str) -> None:
     }
     io.write_json(path / SUMMARY, summary)
     (path / "checkpoint.pt").unlink(missing_ok=True)
-
-
-@cache
-def code_version() -> dict[str, Any]:
-    """The git commit of the code and whether the package (dsr/, pyproject.toml) differs from
-    it. Cached per process: call it before training so that it describes the code that ran."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=PROJECT, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD") or "unknown"
-        dirty = bool(git("status", "--porcelain", "--", "dsr", "pyproject.toml"))
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = "unknown", True
-    return {"code_commit": commit, "code_dirty": dirty}
 
 
 def provenance(device: str) -> dict[str, Any]:
@@ -558,15 +540,16 @@ def import_problem(folder: Path, checksums: dict[str, str]) -> str | None:
     missing = [k for k in PROVENANCE_KEYS if k not in summary]
     if missing:
         return f"provenance incomplete: no {', '.join(missing)} in summary.json"
-    if summary["code_dirty"]:
-        return f"trained from uncommitted code (at {summary['code_commit'][:12]} plus changes)"
-    known = subprocess.run(
-        ["git", "cat-file", "-e", f"{summary['code_commit']}^{{commit}}"],
-        cwd=PROJECT,
-        capture_output=True,
-    )
-    if known.returncode != 0:
-        return f"code commit {summary['code_commit'][:12]} is not in this repository"
+    stretches = [summary, *summary.get("runtime", [])]  # each stretch records its own code
+    dirty = [s["code_commit"][:12] for s in stretches if s.get("code_dirty")]
+    if dirty:
+        return f"trained from uncommitted code (at {dirty[0]} plus changes)"
+    for commit in dict.fromkeys(s["code_commit"] for s in stretches if "code_commit" in s):
+        known = subprocess.run(
+            ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=PROJECT, capture_output=True
+        )
+        if known.returncode != 0:
+            return f"code commit {commit[:12]} is not in this repository"
     want = checksums.get(summary["data_variant"])
     if want is not None and want != summary["data_checksum"]:
         return (

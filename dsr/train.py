@@ -33,6 +33,7 @@ from dsr.data import Data, load
 from dsr.masks import count_parameters, default_sparse_names
 from dsr.methods import METHODS, Method
 from dsr.models import create_model, input_shape
+from dsr.provenance import code_version
 from dsr.schedules import Schedule
 
 CHECKPOINT, INIT = "checkpoint.pt", "init.pt"
@@ -310,6 +311,7 @@ def train(
         "processes": ctx.world,
         "device": str(device),
         "torch": str(torch.__version__),  # a plain str: checkpoints load with weights_only
+        **code_version(),  # each stretch its own code: a resumed run may run newer code
         "from_epoch": t.epoch,
     }
     if not t.runtimes or {**t.runtimes[-1], "from_epoch": t.epoch} != run_info:

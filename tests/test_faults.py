@@ -443,6 +443,33 @@ def test_every_summary_records_its_provenance(tmp_path):
     assert (s["data_variant"], s["data_checksum"]) == ("synthetic", "synthetic-v1")
 
 
+def test_each_stretch_of_a_resumed_run_records_its_own_code(tmp_path, monkeypatch):
+    """A run stopped at commit a and resumed from uncommitted code at commit b records both
+    stretches, each with its commit and dirty flag; the import check refuses it."""
+    import dsr.train
+    from dsr.runs import import_problem
+
+    cfg = cfg_for("static")
+
+    def at(commit: str, dirty: bool):
+        monkeypatch.setattr(
+            dsr.train, "code_version", lambda: dict(code_commit=commit * 40, code_dirty=dirty)
+        )
+
+    at("a", False)
+    assert run(cfg, tmp_path, progress=False, stop_after=1) is None
+    at("b", True)
+    record = run(cfg, tmp_path, progress=False)
+    stretches = [
+        (r["code_commit"][0], r["code_dirty"], r["from_epoch"]) for r in record.summary["runtime"]
+    ]
+    assert stretches == [("a", False, 0), ("b", True, 1)]
+    summary = json.loads((record.path / SUMMARY).read_text())
+    summary.update(code_dirty=False, code_commit=git("rev-parse", "HEAD"))  # only b is dirty
+    (record.path / SUMMARY).write_text(json.dumps(summary))
+    assert "uncommitted code (at bbbbbbbbbbbb" in import_problem(record.path, {})
+
+
 def test_a_failure_record_carries_the_same_provenance(tmp_path):
     """failed.json records the reason, the config and the same provenance as a summary."""
     cfg = cfg_for("dsr").replace(**DIVERGES)

@@ -149,7 +149,12 @@ def clean_copy(src: Path, dest: Path) -> Path:
         pytest.skip("not a git checkout")
     folder = dest / src.name
     shutil.copytree(src, folder)
-    return edit_summary(code_dirty=False, code_commit=head.stdout.strip())(folder)
+    commit = head.stdout.strip()
+    summary = io.read_json(folder / "summary.json")
+    for stretch in summary["runtime"]:
+        stretch.update(code_dirty=False, code_commit=commit)
+    io.write_json(folder / "summary.json", summary)
+    return edit_summary(code_dirty=False, code_commit=commit)(folder)
 
 
 def first_run(campaign_out: dict) -> Path:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dsr.__main__ import main
-from dsr.runs import run
+from dsr.runs import code_version, run
 from dsr.train import Runtime, train
 from tests.conftest import tiny
 
@@ -25,7 +25,7 @@ def test_bf16_autocast_is_recorded_in_the_summary(tmp_path):
     assert rec.summary["runtime"] == [
         {"channels_last": False, "bf16": True, "compile": False, "sync_debug": False,
          "flush_denormal": True, "processes": 1, "device": "cpu", "torch": torch.__version__,
-         "from_epoch": 0}
+         **code_version(), "from_epoch": 0}
     ]  # fmt: skip
     assert rec.summary["reallocations"] > 0
 
