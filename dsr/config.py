@@ -204,6 +204,11 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"replica_of_seed must be -1 or a seed, got {cfg.replica_of_seed}")
     if cfg.granularity != "weight" and "granularity" not in METHODS[cfg.method].config_fields:
         raise ConfigError(f"granularity {cfg.granularity!r} is not an option of {cfg.method}")
+    if cfg.granularity == "kernel" and cfg.model == "lenet300":
+        raise ConfigError("granularity 'kernel' needs convolutions: lenet300 has none")
+    reads_np = "np_target" in METHODS[cfg.method].config_fields and not cfg.set_zeta > 0
+    if cfg.np_target < 1 and reads_np:  # SET with its own zeta does not read Np
+        raise ConfigError(f"np_target must be at least 1 for {cfg.method}, got {cfg.np_target}")
     if cfg.image_size and (cfg.dataset != "imagenet" or cfg.image_size < 8):
         raise ConfigError(
             f"image_size applies to imagenet only and must be at least 8, got {cfg.image_size}"

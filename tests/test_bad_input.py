@@ -206,6 +206,15 @@ NOTEBOOK = {
         dict(method="thin_dense", width=0.5),
         "thin_dense chooses its own width",
     ),
+    "DSR with Np 0": (dict(np_target=0), "np_target must be at least 1 for dsr, got 0"),
+    "SET matched to an Np of 0": (
+        dict(method="set", np_target=0),
+        "np_target must be at least 1 for set, got 0",
+    ),
+    "kernel granularity without kernels": (
+        dict(granularity="kernel"),
+        "granularity 'kernel' needs convolutions: lenet300 has none",
+    ),
 }
 
 

@@ -5,7 +5,9 @@ class reproduces by default:
 
 * every P steps (P from a per-epoch schedule, first at step P, none from ``realloc_stop``):
 * prune, in every sparse tensor, the active weights with |w| < H, one global threshold H
-  (H0 = 1e-3); a tensor is never emptied (its largest weight survives);
+  (H0 = 1e-3); a tensor is never emptied: when all its active weights are below H, its
+  largest |w| survives here, where the official code keeps its *first* active position (a
+  deviation, on the differences page: it only matters for a tensor that would be emptied);
 * regrow as many weights as were pruned in total (K), split across tensors in proportion to
   each tensor's surviving active count, at uniformly random inactive positions that were not
   pruned in this same step, with value 0; momentum is not reset;
@@ -72,7 +74,8 @@ class DSR(Scheduled):
         for t in self.masks.tensors:
             w, m = t.weight.view(-1), t.mask.view(-1)
             drop = m & (w.abs() < self.threshold)
-            if bool(drop.sum() == m.sum()) and bool(m.any()):  # never empty a tensor
+            if bool(drop.sum() == m.sum()) and bool(m.any()):  # never empty a tensor (not
+                # the official choice: it keeps the first active position, we the largest |w|)
                 drop[torch.where(m, w.abs(), -1.0).argmax()] = False
             m &= ~drop
             w[drop] = 0.0
