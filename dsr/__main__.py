@@ -41,6 +41,7 @@ FIELD_HELP = {
     "sparse_init": "initial masks: uniform (same sparsity per tensor) or erk",
     "source_epochs": "pruning / static_replica: epochs of the run they start from (0: epochs)",
     "source_lr_schedule": "pruning / static_replica: the source run's lr_schedule ('': same)",
+    "source_weight_decay": "pruning / static_replica: the source run's weight_decay (-1: same)",
     "set_zeta": "SET's pruned fraction per tensor (0: Np / active, DSR's volume)",
     "set_variant": "SET as the DSR paper ran it (dsr) or Mocanu et al.'s (original)",
     "deepr_eta": "DeepR: gradient noise std is sqrt(2 eta T)",

@@ -62,6 +62,7 @@ class RunConfig:
     # runs that start from another cached run (pruning: a dense run; static_replica: a dsr run)
     source_epochs: int = 0  # epochs of the source run (0: the same as epochs)
     source_lr_schedule: str = ""  # learning rates of the source run ("": lr_schedule)
+    source_weight_decay: float = -1.0  # weight decay of the source run (-1: weight_decay)
     # SET (Mocanu et al. 2018) as the DSR paper ran it
     set_zeta: float = 0.0  # pruned fraction per tensor; 0: matched to DSR, np_target / active
     set_variant: str = "dsr"  # dsr (DSR's schedule, smallest |w|) | original (per epoch, +/-)
@@ -200,6 +201,8 @@ def validate(cfg: RunConfig) -> None:
     for name in ("source_epochs", "deepr_eta"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be non-negative, got {getattr(cfg, name)}")
+    if cfg.source_weight_decay < 0 and cfg.source_weight_decay != -1:
+        raise ConfigError(f"source_weight_decay must be -1 or >= 0, got {cfg.source_weight_decay}")
     if cfg.replica_of_seed < -1:
         raise ConfigError(f"replica_of_seed must be -1 or a seed, got {cfg.replica_of_seed}")
     if cfg.granularity != "weight" and "granularity" not in METHODS[cfg.method].config_fields:
@@ -350,7 +353,17 @@ METHOD_PROTOCOLS: dict[str, dict[str, Any]] = {
 }
 
 
-def with_method(base: dict[str, Any], method: str, factor: float) -> dict[str, Any]:
+# ... and what it changes in one protocol only. WRN-28-2's compressed runs in the official
+# experiments file (experiments/wrnet_experiments.yaml, "Pruning from full model") do not pass
+# --weight-decay, so they ran at main.py's default 1e-4, not the dense runs' 5e-4.
+PROTOCOL_METHOD_CHANGES: dict[tuple[str, str], dict[str, Any]] = {
+    ("wrn28_2-cifar10", "pruning"): dict(weight_decay=1e-4),
+}
+
+
+def with_method(
+    base: dict[str, Any], method: str, factor: float, protocol: str = ""
+) -> dict[str, Any]:
     """``base`` (a protocol at a budget) with ``method``'s protocol changes applied.
 
     Runs that start from another run (pruning, static_replica) record the protocol's epochs and
@@ -359,11 +372,16 @@ def with_method(base: dict[str, Any], method: str, factor: float) -> dict[str, A
     """
     out = dict(base, method=method)
     if method in ("pruning", "static_replica"):
-        out.update(source_epochs=base["epochs"], source_lr_schedule=base["lr_schedule"])
+        out.update(
+            source_epochs=base["epochs"],
+            source_lr_schedule=base["lr_schedule"],
+            source_weight_decay=base["weight_decay"],
+        )
     if method == "deepr" and factor != 1:
         default = RunConfig.__dataclass_fields__["deepr_temperature_schedule"].default
         out["deepr_temperature_schedule"] = Schedule.parse(default).scaled(factor).format()
     out.update(METHOD_PROTOCOLS.get(method, {}))
+    out.update(PROTOCOL_METHOD_CHANGES.get((protocol, method), {}))
     return out
 
 
@@ -375,6 +393,8 @@ def normalise_source(values: dict[str, Any]) -> dict[str, Any]:
         out.pop("source_epochs")
     if out.get("source_lr_schedule") == out.get("lr_schedule"):
         out.pop("source_lr_schedule")
+    if out.get("source_weight_decay") == out.get("weight_decay", RunConfig.weight_decay):
+        out.pop("source_weight_decay")
     return out
 
 
@@ -411,7 +431,7 @@ def preset(protocol: str = "lenet300-mnist", budget: str = "paper", **overrides:
         base["realloc_stop"] = max(1, int(base["realloc_stop"] * factor))
     overrides = {k: coerce(k, v) for k, v in overrides.items()}
     if "method" in overrides:
-        base = with_method(base, overrides["method"], factor)
+        base = with_method(base, overrides["method"], factor, protocol)
     base.update(overrides)
     try:
         return RunConfig(**normalise_source(base))

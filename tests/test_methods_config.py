@@ -181,3 +181,17 @@ def test_wrn_cpu_budget_keeps_the_papers_reallocations_per_epoch():
     assert [round(e * 13 / 200) for e in (25, 80, 140)] == [2, 5, 9]
     assert cpu.lr_schedule == "0:0.1,4:0.02,8:0.004,10:0.0008"  # paper's steps at 60, 120, 160
     assert (paper.realloc_stop, cpu.realloc_stop) == (190, 12)
+
+
+def test_wrn_pruning_runs_at_the_official_weight_decay_from_the_protocols_dense_run():
+    """The official WRN-28-2 pruning commands leave --weight-decay at main.py's 1e-4; the dense
+    run they start from trained at 5e-4: the source config is the protocol's dense run."""
+    from dsr.methods import METHODS
+
+    for budget in ("paper", "cpu"):
+        cfg = preset("wrn28_2-cifar10", budget, method="pruning", sparsity=0.9, seed=1)
+        assert (cfg.weight_decay, cfg.source_weight_decay) == (1e-4, 5e-4)
+        [source] = METHODS["pruning"].dependencies(cfg)
+        assert source == preset("wrn28_2-cifar10", budget, method="dense", seed=1)
+    lenet = preset("lenet300-mnist", "paper", method="pruning", sparsity=0.9)
+    assert (lenet.weight_decay, lenet.source_weight_decay) == (0.0, -1.0)  # unchanged hashes

@@ -236,8 +236,10 @@ def source_config(cfg: Any, method: str, owned: tuple[str, ...] = (), **changes:
         method=method,
         epochs=cfg.source_epochs or cfg.epochs,
         lr_schedule=cfg.source_lr_schedule or cfg.lr_schedule,
+        weight_decay=cfg.weight_decay if cfg.source_weight_decay < 0 else cfg.source_weight_decay,
         source_epochs=0,
         source_lr_schedule="",
+        source_weight_decay=-1.0,
         **{name: defaults[name] for name in owned},
         **changes,
     )
