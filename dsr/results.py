@@ -478,21 +478,25 @@ def verdict_beats(st: Study, winner: str, losers: list[str], matching: bool = Fa
             if a and b:
                 found.append((s, loser, verdicts.compare(a, b, margin)))
     decided = verdicts.outcomes([c for _, _, c in found], matching)
-    rows = [
-        {
+    rows = []
+    for (s, loser, c), (result, p2, p1) in zip(found, decided):
+        row = {
             "sparsity": s,
             "versus": loser,
             "runs": f"{c.runs[0]} vs {c.runs[1]}",
             "difference": round(c.difference, 3),
             "95 % CI": interval_text(c.low, c.high),
-            "p (Holm)": p_text(p),
-            "outcome": result,
-            "seeds to resolve": "" if result != "inconclusive" else needed_text(c.needed),
+            "p (Holm)": p_text(p2),
         }
-        for (s, loser, c), (result, p) in zip(found, decided)
-    ]
-    columns = ["sparsity", "versus", "runs", "difference", "95 % CI", "p (Holm)", "outcome"]
-    pairs = pd.DataFrame(rows, columns=[*columns, "seeds to resolve"])
+        if matching:
+            row["p at or above (Holm)"] = p_text(p1)
+        row["outcome"] = result
+        needed = c.needed(len(found)) if result == "inconclusive" else None
+        row["seeds to resolve"] = "" if result != "inconclusive" else needed_text(needed)
+        rows.append(row)
+    columns = ["sparsity", "versus", "runs", "difference", "95 % CI", "p (Holm)"]
+    columns += ["p at or above (Holm)"] * matching + ["outcome", "seeds to resolve"]
+    pairs = pd.DataFrame(rows, columns=columns)
     what = f"{winner} {'at or above' if matching else 'above'} {', '.join(losers)}"
     return Verdict(*label_pairs(pairs, st, what, matching), pairs)
 

@@ -37,7 +37,20 @@ class Comparison:
     high: float
     p: float
     p_ni: float
-    needed: int | None  # seeds per method that would resolve it; None: resolved, or never
+    variances: tuple[float, float]  # sample variances over seeds (NaN for a single run)
+    margin: float | None = None
+
+    def needed(self, comparisons: int = 1) -> int | None:
+        """Seeds per method that would resolve this comparison at its observed spread, with
+        the correction for ``comparisons`` tests (Bonferroni's level, which Holm's first step
+        uses); a single run's side borrows the other side's spread. None: no number would."""
+        va, vb = self.variances
+        va, vb = (vb, vb) if math.isnan(va) else (va, va) if math.isnan(vb) else (va, vb)
+        d, margin = self.difference, self.margin
+        if margin is not None and d <= -margin:
+            margin = None  # it can only resolve as worse
+        alpha = ALPHA / max(1, comparisons)
+        return seeds_needed(d, va, vb, margin, start=max(self.runs), alpha=alpha)
 
 
 def _moments(values: Sequence[float]) -> tuple[int, float, float]:
@@ -62,31 +75,32 @@ def compare(a: Sequence[float], b: Sequence[float], margin: float | None = None)
     from scipy.stats import t
 
     (na, ma, va), (nb, mb, vb) = _moments(a), _moments(b)
-    d = ma - mb
+    d, spread = ma - mb, (va, vb)
     if na < 2 or nb < 2:
-        spread = va if nb < 2 else vb
-        needed = seeds_needed(d, spread, spread, margin)
-        return Comparison((na, nb), d, math.nan, math.nan, math.nan, math.nan, needed)
+        return Comparison((na, nb), d, math.nan, math.nan, math.nan, math.nan, spread, margin)
     se, df = welch(va, na, vb, nb)
     if se == 0:  # identical runs on both sides: the difference is exact
         p = 0.0 if d != 0 else 1.0
         p_ni = math.nan if margin is None else (0.0 if d > -margin else 1.0)
-        return Comparison((na, nb), d, d, d, p, p_ni, None)
+        return Comparison((na, nb), d, d, d, p, p_ni, spread, margin)
     half = float(t.ppf(1 - ALPHA / 2, df)) * se
     p = float(2 * t.sf(abs(d) / se, df))
     p_ni = math.nan if margin is None else float(t.sf((d + margin) / se, df))
-    resolved = (p_ni if margin is not None else p) < ALPHA
-    needed = None if resolved else seeds_needed(d, va, vb, margin, start=max(na, nb))
-    return Comparison((na, nb), d, d - half, d + half, p, p_ni, needed)
+    return Comparison((na, nb), d, d - half, d + half, p, p_ni, spread, margin)
 
 
 def seeds_needed(
-    d: float, va: float, vb: float, margin: float | None = None, start: int = 2
+    d: float,
+    va: float,
+    vb: float,
+    margin: float | None = None,
+    start: int = 2,
+    alpha: float = ALPHA,
 ) -> int | None:
     """The smallest number of seeds per method (from ``start``, at most :data:`MAX_SEEDS`)
-    at which a difference ``d`` with these variances would be resolved, uncorrected: the 95 %
-    interval would exclude 0 (or, with a margin, lie above -margin). None when no number does
-    (d = 0, d <= -margin, or an unknown spread)."""
+    at which a difference ``d`` with these variances would be resolved at level ``alpha``: the
+    two-sided interval would exclude 0 (with a margin: the one-sided bound would lie above
+    -margin). None when no number does (d = 0, d <= -margin, or an unknown spread)."""
     from scipy.stats import t
 
     target = abs(d) if margin is None else d + margin
@@ -94,8 +108,8 @@ def seeds_needed(
         return None
     for n in range(max(2, start), MAX_SEEDS + 1):
         se, df = welch(va, n, vb, n)
-        crit = float(t.ppf(1 - ALPHA / 2, df)) if margin is None else float(t.ppf(1 - ALPHA, df))
-        if crit * se < target:
+        q = 1 - alpha / 2 if margin is None else 1 - alpha
+        if float(t.ppf(q, df)) * se < target:
             return n
     return None
 
@@ -111,20 +125,24 @@ def holm(ps: Sequence[float]) -> list[float]:
     return out
 
 
-def outcomes(comparisons: Sequence[Comparison], matching: bool = False) -> list[tuple[str, float]]:
-    """(outcome, Holm-corrected p) of each comparison of one verdict."""
+def outcomes(
+    comparisons: Sequence[Comparison], matching: bool = False
+) -> list[tuple[str, float, float]]:
+    """(outcome, Holm-corrected two-sided p, Holm-corrected one-sided non-inferiority p: NaN
+    unless ``matching``) of each comparison of one verdict."""
     two_sided = holm([c.p for c in comparisons])
-    one_sided = holm([c.p_ni for c in comparisons]) if matching else two_sided
+    one_sided = holm([c.p_ni for c in comparisons]) if matching else [math.nan] * len(two_sided)
     out = []
     for c, p2, p1 in zip(comparisons, two_sided, one_sided):
         if matching and p1 < ALPHA:
-            out.append(("at or above", p1))
+            result = "at or above"
         elif not matching and p2 < ALPHA and c.difference > 0:
-            out.append(("better", p2))
+            result = "better"
         elif p2 < ALPHA and c.difference < 0:
-            out.append(("worse", p2))
+            result = "worse"
         else:
-            out.append(("inconclusive", p1 if matching else p2))
+            result = "inconclusive"
+        out.append((result, p2, p1))
     return out
 
 

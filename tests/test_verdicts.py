@@ -20,7 +20,7 @@ def test_welch_interval_and_p_agree_with_scipy():
     )
     half = t.ppf(0.975, df) * se
     assert (c.low, c.high) == pytest.approx((c.difference - half, c.difference + half))
-    assert c.low > 0 and c.needed is None  # resolved: nothing more to run
+    assert c.low > 0 and c.needed() == 4  # resolved at the seeds it has
 
 
 def test_non_inferiority_p_is_one_sided_against_the_margin():
@@ -29,7 +29,8 @@ def test_non_inferiority_p_is_one_sided_against_the_margin():
     se, df = verdicts.welch(0.0004, 3, 0.0004, 3)
     assert c.p_ni == pytest.approx(t.sf((c.difference + 0.3) / se, df))
     assert c.p_ni < 0.05 and c.p < 0.05  # at or above within the margin, though below 0
-    assert verdicts.outcomes([c], matching=True) == [("at or above", c.p_ni)]
+    [(result, _, p_ni)] = verdicts.outcomes([c], matching=True)
+    assert result == "at or above" and p_ni == pytest.approx(c.p_ni)
     assert verdicts.outcomes([c])[0][0] == "worse"
 
 
@@ -58,14 +59,15 @@ def test_seeds_needed_is_the_first_number_that_resolves_the_difference():
 def test_a_single_run_side_is_inconclusive_with_the_other_sides_spread():
     c = verdicts.compare([98.0, 98.2, 98.4], [97.0])
     assert math.isnan(c.low) and math.isnan(c.p)
-    assert verdicts.outcomes([c]) == [("inconclusive", 1.0)]
-    assert c.needed == verdicts.seeds_needed(c.difference, 0.04, 0.04)
+    assert verdicts.outcomes([c])[0][:2] == ("inconclusive", 1.0)
+    assert c.needed() == verdicts.seeds_needed(c.difference, 0.04, 0.04, start=3)
+    assert c.needed() is not None
 
 
 def test_identical_runs_on_both_sides_give_an_exact_difference():
     c = verdicts.compare([98.0, 98.0], [97.5, 97.5])
     assert (c.low, c.high, c.p) == (0.5, 0.5, 0.0)
-    assert verdicts.outcomes([c]) == [("better", 0.0)]
+    assert verdicts.outcomes([c])[0][:2] == ("better", 0.0)
 
 
 @pytest.mark.parametrize(
@@ -81,3 +83,17 @@ def test_identical_runs_on_both_sides_give_an_exact_difference():
 )
 def test_a_claim_holds_when_every_comparison_does(outcomes, label):
     assert verdicts.label(outcomes) == label
+
+
+def test_seeds_to_resolve_account_for_the_number_of_comparisons():
+    """The same difference needs more seeds among six comparisons (level 0.05 / 6) than alone."""
+    c = verdicts.compare([98.0, 98.3, 98.6], [97.7, 98.0, 98.3])
+    alone, among_six = c.needed(1), c.needed(6)
+    assert alone is not None and among_six is not None and among_six > alone
+
+
+def test_a_loss_beyond_the_margin_can_only_resolve_as_worse():
+    """d = -0.45 with a 0.3 margin: never "at or above"; the seeds counted are those that
+    would show it worse."""
+    c = verdicts.compare([97.55, 97.85, 98.15], [98.0, 98.3, 98.6], margin=0.3)
+    assert c.needed() == verdicts.seeds_needed(-0.45, 0.09, 0.09, start=3)
