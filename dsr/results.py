@@ -69,6 +69,12 @@ PAPER_METHODS = {"compressed": "pruning"}
 # The paper's data set that a data variant of ours stands in for.
 PAPER_DATASET = {"mnist": "mnist", "cifar10": "cifar10", "cifar10-jpeg": "cifar10"}
 MODEL_NAMES = {"lenet300": "LeNet-300-100", "wrn28_2": "WRN-28-2", "resnet50": "ResNet-50"}
+# Which version of the paper ran each network (scope of every summary row).
+PAPER_VERSIONS = {
+    "lenet300": "ICLR-2019 submission",
+    "wrn28_2": "ICML 2019",
+    "resnet50": "ICML 2019",
+}
 
 
 class ResultsError(ValueError):
@@ -637,7 +643,8 @@ def summary_row(
     return {
         "summary_paper": theirs if theirs != "-" else f"no per-run numbers for {name}",
         "summary_ours": ours if ours != "-" else "not run here",
-        "summary_budget": f"{name} / {variant}, {st.budget} budget",
+        "summary_budget": f"{name} / {variant}, {st.budget} budget"
+        + (f" ({PAPER_VERSIONS[st.model]})" if st.model in PAPER_VERSIONS else ""),
         "summary_verdict": verdict.label,
     }
 
