@@ -497,11 +497,16 @@ def verdict_beats(st: Study, winner: str, losers: list[str], matching: bool = Fa
         if matching:
             row["p at or above (Holm)"] = p_text(p1)
         row["outcome"] = result
+        if st.model in SPARSE_CLASSIFIER:  # exploration, or only keeping every class connected?
+            row["classes connected"] = " / ".join(
+                classes_connected(st, m, s) or "-" for m in (winner, loser)
+            )
         needed = c.needed(len(found)) if result == "inconclusive" else None
         row["seeds to resolve"] = "" if result != "inconclusive" else needed_text(needed)
         rows.append(row)
     columns = ["sparsity", "versus", "runs", "difference", "95 % CI", "p (Holm)"]
-    columns += ["p at or above (Holm)"] * matching + ["outcome", "seeds to resolve"]
+    columns += ["p at or above (Holm)"] * matching + ["outcome"]
+    columns += ["classes connected"] * (st.model in SPARSE_CLASSIFIER) + ["seeds to resolve"]
     pairs = pd.DataFrame(rows, columns=columns)
     what = f"{winner} {'at or above' if matching else 'above'} {', '.join(losers)}"
     return Verdict(*label_pairs(pairs, st, what, matching), pairs)
@@ -528,6 +533,14 @@ def label_pairs(pairs: pd.DataFrame, st: Study, what: str, matching: bool) -> tu
     single = int((pairs.runs.str.contains(r"^1 vs|vs 1$")).sum())
     if single:
         detail += f"; {single} with a single run on a side, whose spread is unknown"
+    if "classes connected" in pairs:
+        cut = pairs[pairs["classes connected"].str.contains(" of ")]
+        if len(cut):
+            where = ", ".join(f"{v} at s = {s:g}" for v, s in zip(cut.versus, cut.sparsity))
+            detail += (
+                f"; in {len(cut)} of them a run leaves classes without an incoming weight "
+                f"({where}): there the gap measures output connectivity, not exploration alone"
+            )
     return verdicts.label(list(pairs.outcome)) + qualifier(st), detail
 
 
@@ -670,6 +683,31 @@ def cost_table(st: Study) -> pd.DataFrame:
             )
     columns = ["method", "device", "runs", "mask updates per epoch", "seconds per epoch"]
     return pd.DataFrame(rows, columns=columns)
+
+
+# Models whose last sparse tensor is the classifier (its rows are the classes).
+SPARSE_CLASSIFIER = {"lenet300"}
+
+
+def classes_connected(st: Study, label: str, sparsity: float) -> str:
+    """The fewest classes with an incoming weight at the end of any finished run of ``label``
+    at ``sparsity``, as "k of n" ("all" for a method without masks); "" where the classifier
+    is not sparse (WRN-28-2, ResNet-50: every class stays connected)."""
+    if st.model not in SPARSE_CLASSIFIER:
+        return ""
+    done = st.done()
+    hit = done[(done.label == label) & (done.sparsity.round(6) == round(sparsity, 6))]
+    counts, total = [], 0
+    for seed in hit.seed:
+        record = st.record(label, sparsity, int(seed))
+        if record is None:  # a run table without a run cache behind it
+            return ""
+        if not (record.path / "masks_final.npz").exists():
+            return "all"
+        last = list(record.final_masks().values())[-1]
+        counts.append(int(last.reshape(last.shape[0], -1).any(dim=1).sum()))
+        total = last.shape[0]
+    return "" if not counts else ("all" if min(counts) == total else f"{min(counts)} of {total}")
 
 
 def output_connections(st: Study, methods: list[str]) -> pd.DataFrame:

@@ -348,6 +348,21 @@ def test_output_connections_count_classes_with_an_incoming_weight(smoke_dsr, tmp
     st.committed_budget = "smoke"
     row = results.output_connections(st, ["dsr"]).iloc[0]
     assert (row["active weights"], row["outputs connected"]) == ("7", "1 of 10")
+    assert results.classes_connected(st, "dsr", 0.9) == "1 of 10"
+
+
+def test_a_verdict_says_where_a_baseline_left_classes_unconnected(monkeypatch):
+    """Beside each LeNet-300-100 comparison, the fewest classes each side keeps connected; the
+    detail names the comparisons where a side cut some off."""
+    rows = [("dsr", s, i, 98.0 + i / 10, "mnist") for s in (0.9, 0.99) for i in (0, 1, 2)]
+    rows += [("static", s, i, 97.0 + i / 10, "mnist") for s in (0.9, 0.99) for i in (0, 1, 2)]
+    cut = {("static", 0.99): "6 of 10"}
+    monkeypatch.setattr(results, "classes_connected", lambda st, m, s: cut.get((m, s), "all"))
+    v = results.verdict_beats(fake(rows), "dsr", ["static"])
+    assert list(v.pairs["classes connected"]) == ["all / all", "all / 6 of 10"]
+    assert "in 1 of them a run leaves classes without an incoming weight (static at s = 0.99)" in (
+        v.detail
+    )
 
 
 def test_wall_time_is_median_and_range_of_the_methods_runs_per_device():
