@@ -67,7 +67,7 @@ def points(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str, colours: dict) 
 def accuracy_vs_sparsity(st: results.Study) -> Figure:
     """Test accuracy against sparsity: the paper's runs (left) and ours (right)."""
     paper = results.paper_for(st.model, st.dataset)
-    paper = paper[paper.method.isin([m.partition(":")[0] for m in st.methods])]
+    paper = paper[paper.method.isin([results.method_name(m) for m in st.methods])]
     ours = st.done()
     ours = ours[ours.method != "dense"]
     colours = palette(st.methods)

@@ -37,13 +37,14 @@ import pandas as pd
 
 from dsr.config import BUDGETS, PROTOCOLS, ConfigError, RunConfig, preset
 from dsr.data import PROJECT
+from dsr.schedules import Schedule
 
 PAPER_DIR = PROJECT / "data" / "paper"
 PROFILES = ("default", "smoke", "cpu", "paper")
 # Notebook parameters that are not RunConfig fields (checked by tests/test_notebooks.py).
 NOTEBOOK_ONLY = {
     "profile": "default | smoke | cpu | paper (see the module docstring)",
-    "methods": "comma-separated method names, optionally name:variant",
+    "methods": "comma-separated method names, optionally name:variant and @Nx (N x the epochs)",
     "sparsities": "comma-separated sparsities",
     "seeds": "comma-separated seeds",
     "runs_root": "run cache folder; empty: $DSR_RUNS or data/runs",
@@ -107,14 +108,28 @@ def split(text: str, kind: type = str) -> list:
         raise ConfigError(f"cannot read {text!r} as a list of {kind.__name__}") from None
 
 
+# Methods a length multiplier (``name@2x``) applies to: the baselines the ICML-2019 runs
+# trained twice as long as DSR (400 against 200 epochs, learning-rate drops scaled).
+LONGER = ("static", "static_replica", "thin_dense")
+
+
+def method_name(spec: str) -> str:
+    """The registry name of a method spec: ``static_replica`` for ``static_replica:fresh@2x``."""
+    return spec.partition("@")[0].partition(":")[0]
+
+
 def method_config(base: dict[str, Any], spec: str, sparsity: float, seed: int) -> RunConfig:
-    """The config of method ``spec`` (``name`` or ``name:variant``) in a study.
+    """The config of method ``spec`` in a study: ``name``, ``name:variant``, and either with
+    ``@Nx`` (``static_replica:fresh@2x``): N times the protocol's epochs, with the learning-rate
+    boundaries scaled by N (a replica's source stays the protocol's DSR run).
 
     Raises:
-        ConfigError: the method or its variant field is not in this version of the package.
+        ConfigError: the method or its variant field is not in this version of the package,
+            or a length multiplier that is malformed or not offered for the method.
     """
     from dsr.methods import METHODS
 
+    spec, _, length = spec.partition("@")
     name, _, variant = spec.partition(":")
     if name not in METHODS:
         raise ConfigError(f"method {name!r} is not available in this version of dsr")
@@ -123,7 +138,18 @@ def method_config(base: dict[str, Any], spec: str, sparsity: float, seed: int) -
         if name not in VARIANT_FIELDS:
             raise ConfigError(f"method {name!r} has no variants")
         overrides[VARIANT_FIELDS[name]] = variant
-    return preset(base["protocol"], base["budget"], **base["fields"], **overrides, seed=seed)
+    args = (base["protocol"], base["budget"])
+    cfg = preset(*args, **base["fields"], **overrides, seed=seed)
+    if not length:
+        return cfg
+    factor = length[:-1]
+    if not (length.endswith("x") and factor.isdigit() and int(factor) >= 1):
+        raise ConfigError(f"length multiplier {'@' + length!r}: expected @Nx, e.g. @2x")
+    if name not in LONGER:
+        raise ConfigError(f"a length multiplier applies to {', '.join(LONGER)}, not {name}")
+    longer = Schedule.parse(cfg.lr_schedule).scaled(int(factor)).format()
+    overrides.update(epochs=cfg.epochs * int(factor), lr_schedule=longer)
+    return preset(*args, **base["fields"], **overrides, seed=seed)
 
 
 @dataclass
@@ -251,7 +277,7 @@ def run_row(
     from dsr.runs import load_run, run, run_dir
     from dsr.train import slow_bf16
 
-    row = dict(label=spec, method=spec.partition(":")[0], sparsity=sparsity, seed=seed)
+    row = dict(label=spec, method=method_name(spec), sparsity=sparsity, seed=seed)
     if isinstance(cfg, str):
         return {**row, "status": "not available", "reason": cfg}
     record = load_run(cfg, root)

@@ -440,3 +440,24 @@ def test_larger_sparser_compares_only_tensors_of_different_sizes():
     assert results.verdict_larger_sparser(mixed, st).label == "partly reproduced"
     same = final([0.2, 0.1], [100, 100])
     assert results.verdict_larger_sparser(same, st).label == "not run here"
+
+
+def test_a_length_multiplier_doubles_epochs_and_learning_rate_boundaries_only():
+    """static_replica:fresh@2x: 200 epochs, drops at 50/100/150, the same DSR source run as the
+    1x replica; refused for a method the ICML runs did not lengthen, and when malformed."""
+    from dsr.methods import METHODS
+
+    base = {"protocol": "lenet300-mnist", "budget": "paper", "fields": {}}
+    one = results.method_config(base, "static_replica:fresh", 0.9, 1)
+    two = results.method_config(base, "static_replica:fresh@2x", 0.9, 1)
+    assert (two.epochs, two.lr_schedule) == (200, "0:0.1,50:0.02,100:0.004,150:0.0008")
+    assert (two.source_epochs, two.source_lr_schedule) == (100, one.lr_schedule)  # DSR's
+    same = dict(epochs=one.epochs, lr_schedule=one.lr_schedule, source_epochs=0)
+    assert two.replace(**same, source_lr_schedule="") == one
+    assert METHODS["static_replica"].dependencies(two) == METHODS["static_replica"].dependencies(
+        one
+    )
+    assert results.method_name("static_replica:fresh@2x") == "static_replica"
+    for spec, message in (("dsr@2x", "applies to static"), ("static@x2", "expected @Nx")):
+        with pytest.raises(results.ConfigError, match=message):
+            results.method_config(base, spec, 0.9, 0)
