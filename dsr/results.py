@@ -450,8 +450,7 @@ def welch_p(ours: pd.Series, theirs: pd.Series) -> str:
 
     if len(ours) < 2 or len(theirs) < 2 or (ours.std() == 0 and theirs.std() == 0):
         return "-"
-    p = float(ttest_ind(list(ours), list(theirs), equal_var=False).pvalue)
-    return f"{p:.3f}" if p >= 0.001 else "< 0.001"
+    return p_text(float(ttest_ind(list(ours), list(theirs), equal_var=False).pvalue))
 
 
 # --- verdicts --------------------------------------------------------------------------------
@@ -711,6 +710,14 @@ def cost_table(st: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def last_tensor_connections(record) -> tuple[str, int, int, int]:
+    """The last sparse tensor of a finished run's final masks: its name, its output units with
+    at least one active weight, its active weights, and its output units."""
+    tensor, last = list(record.final_masks().items())[-1]
+    connected = int(last.reshape(last.shape[0], -1).any(dim=1).sum())
+    return tensor, connected, int(last.sum()), last.shape[0]
+
+
 # Models whose last sparse tensor is the classifier (its rows are the classes).
 SPARSE_CLASSIFIER = {"lenet300"}
 
@@ -730,9 +737,8 @@ def classes_connected(st: Study, label: str, sparsity: float) -> str:
             return ""
         if not (record.path / "masks_final.npz").exists():
             return "all"
-        last = list(record.final_masks().values())[-1]
-        counts.append(int(last.reshape(last.shape[0], -1).any(dim=1).sum()))
-        total = last.shape[0]
+        _, connected, _, total = last_tensor_connections(record)
+        counts.append(connected)
     return "" if not counts else ("all" if min(counts) == total else f"{min(counts)} of {total}")
 
 
@@ -754,12 +760,10 @@ def output_connections(st: Study, methods: list[str]) -> pd.DataFrame:
                 record = st.record(label, s, int(seed))
                 if not (record.path / "masks_final.npz").exists():  # a dense method
                     continue
-                masks = record.final_masks()
-                tensor, last = list(masks.items())[-1]
-                connected.append(int(last.reshape(last.shape[0], -1).any(dim=1).sum()))
-                active.append(int(last.sum()))
+                tensor, outputs, weights, total = last_tensor_connections(record)
+                connected.append(outputs)
+                active.append(weights)
                 accuracy.append(f"{acc:.2f}")
-                total = last.shape[0]
             if connected:
                 rows.append(
                     {
