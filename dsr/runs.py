@@ -571,13 +571,13 @@ def import_runs(sources: Iterable[Path], root: Path | None = None) -> list[tuple
 
     root = Path(root or runs_root())
     root.mkdir(parents=True, exist_ok=True)
-    out = []
+    out, checksums = [], known_checksums(root)  # read once; each import adds its own below
     for source in sources:
         folders = run_folders(Path(source))
         if not folders:
             out.append((str(source), "refused: no finished run folder (with summary.json) here"))
         for folder in folders:
-            problem = import_problem(folder, known_checksums(root))
+            problem = import_problem(folder, checksums)
             target = root / folder.name
             if problem is None and (target / SUMMARY).exists():
                 same = io.read_json(target / SUMMARY) == io.read_json(folder / SUMMARY)
@@ -593,5 +593,7 @@ def import_runs(sources: Iterable[Path], root: Path | None = None) -> list[tuple
             shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(*NOT_IMPORTED))
             shutil.rmtree(target, ignore_errors=True)  # an unfinished attempt of the same run
             staging.rename(target)
+            summary = io.read_json(target / SUMMARY)
+            checksums.setdefault(summary["data_variant"], summary["data_checksum"])
             out.append((str(folder), "imported"))
     return out
