@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import re
 import shutil
@@ -51,11 +50,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from dsr import io  # noqa: E402
 
 PROTOCOL = "wrn28_2-cifar10"
 # (method, sparsity, seeds, extra config fields) in the order the runs are wanted
@@ -90,7 +91,6 @@ class Job:
     proc: subprocess.Popen | None = None
     log: Path | None = None
     state: str = "not started"
-    copied_at: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -151,8 +151,6 @@ def copy_folder(src: Path, dst: Path, files: list[str] | None = None) -> None:
 
 
 def checkpoint_epoch(folder: Path) -> int:
-    from dsr import io
-
     try:
         return int(io.load_checkpoint(folder / "checkpoint.pt")["epoch"])
     except (io.CheckpointError, OSError, KeyError):
@@ -179,7 +177,7 @@ def restore(sources: list[Path], work: Path) -> None:
                 say(f"resuming {target.name} from its epoch-{epoch} checkpoint in {source}")
 
 
-def export(work: Path, out: Path, jobs: list[Job]) -> None:
+def export(work: Path, out: Path) -> None:
     """Finished runs of ``work`` (the planned ones and their dependencies) to OUT/runs; newer
     checkpoints of unfinished ones to OUT/partial."""
     for done in sorted(work.glob("*/summary.json")):
@@ -251,20 +249,14 @@ def run_checks(args: argparse.Namespace, out: Path, deadline: float) -> None:
         m: float(t)
         for m, t in re.findall(r"^\s*(\w+) .* 200 epochs of CIFAR-10 in ([\d.]+) min", bench, re.M)
     }  # the bench's per-method projection of one paper-protocol run, alone on the device
-    write_json(folder / "done.json", results)
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
+    io.write_json(folder / "done.json", results)
 
 
 def job_state(job: Job, work: Path, out: Path) -> str:
     if (out / "runs" / job.cfg.hash / "summary.json").exists():
         return "done"
     if (work / job.cfg.hash / "failed.json").exists():
-        return "failed: " + json.loads((work / job.cfg.hash / "failed.json").read_text())["reason"]
+        return "failed: " + io.read_json(work / job.cfg.hash / "failed.json")["reason"]
     if job.state.startswith("failed"):
         return job.state
     epoch = checkpoint_epoch(work / job.cfg.hash)
@@ -273,7 +265,7 @@ def job_state(job: Job, work: Path, out: Path) -> str:
 
 def report(jobs: list[Job], work: Path, out: Path, started: float, stopped: str) -> None:
     rows = [{"hash": j.cfg.hash, "run": j.name, "state": job_state(j, work, out)} for j in jobs]
-    write_json(
+    io.write_json(
         out / "campaign.json",
         {"stopped": stopped, "seconds": round(now() - started), "runs": rows},
     )
@@ -291,7 +283,7 @@ def slot(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     jobs = plan(args)
     restore([*args.resume_from, out], work)
-    export(work, out, jobs)
+    export(work, out)
     stop = {"why": ""}
 
     def on_signal(signum, _frame):
@@ -301,8 +293,7 @@ def slot(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     if not args.skip_checks:
         run_checks(args, out, deadline)
-    todo = [j for j in jobs if job_state(j, work, out) not in ("done",)]
-    todo = [j for j in todo if not job_state(j, work, out).startswith("failed")]
+    todo = [j for j in jobs if not job_state(j, work, out).startswith(("done", "failed"))]
     running: list[Job] = []
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
@@ -320,7 +311,7 @@ def slot(args: argparse.Namespace) -> int:
             running.remove(job)
             job.state = "done" if rc == 0 else f"failed: exit {rc} (log {job.log})"
             say(f"{job.name} ({job.cfg.hash}): {job.state}")
-            export(work, out, jobs)
+            export(work, out)
         while todo and len(running) < args.workers and deadline - now() > args.min_start_s:
             job = todo.pop(0)
             job.log = logs / f"{job.cfg.hash}.log"
@@ -338,7 +329,7 @@ def slot(args: argparse.Namespace) -> int:
             stop["why"] = "slot limit"
             break
         if now() - last_sync >= args.sync_s:
-            export(work, out, jobs)
+            export(work, out)
             last_sync = now()
         time.sleep(0.5)
     for job in running:  # SIGKILL: a worker's last complete checkpoint stands
@@ -346,7 +337,7 @@ def slot(args: argparse.Namespace) -> int:
     for job in running:
         job.proc.wait()
         say(f"stopped {job.name} ({job.cfg.hash})")
-    export(work, out, jobs)
+    export(work, out)
     report(jobs, work, out, started, stop["why"] or "plan finished")
     return 0
 
@@ -415,14 +406,13 @@ def main(argv: list[str] | None = None) -> int:
         jobs = []
     if not problems:
         from dsr.data import DataError, load
-        from dsr.runs import ConfigError as RunsConfigError
         from dsr.runs import check_device
         from dsr.train import data_shape
 
         try:
             check_device(args.device)
             load(args.dataset, data_shape(jobs[0].cfg))
-        except (RunsConfigError, DataError) as e:
+        except (ConfigError, DataError) as e:
             problems.append(" ".join(str(e).split()))
     if problems:
         print(f"gpu_campaign: error: {problems[0]}", file=sys.stderr)
