@@ -52,6 +52,11 @@ def epoch_of(checkpoint: Path) -> int:
     return int(io.load_checkpoint(checkpoint)["epoch"])
 
 
+def partials(out: Path) -> list[Path]:
+    """Checkpoints under OUT/partial, not counting a copy still being staged (hidden)."""
+    return [p for p in out.glob("partial/*/checkpoint.pt") if not p.parent.name.startswith(".")]
+
+
 def finished(out: Path) -> dict[str, bytes]:
     return {p.parent.name: p.read_bytes() for p in out.glob("runs/*/summary.json")}
 
@@ -59,8 +64,9 @@ def finished(out: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def campaign_out(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Slot 1 killed (SIGKILL, the script alone) at a random moment once a run has finished
-    and a later one has checkpointed an epoch; slot 2 on a fresh working folder, with only OUT
-    kept."""
+    and while a later one has a checkpoint in OUT/partial (the script is stopped with SIGSTOP
+    to look, so the run cannot finish between the look and the kill); slot 2 on a fresh
+    working folder, with only OUT kept."""
     tmp = tmp_path_factory.mktemp("campaign")
     out = tmp / "out"
     log = open(tmp / "slot1.log", "w")
@@ -71,15 +77,20 @@ def campaign_out(tmp_path_factory: pytest.TempPathFactory) -> dict:
     while not finished(out) and time.monotonic() < deadline and slot1.poll() is None:
         time.sleep(0.2)
     time.sleep(random.Random().uniform(0.0, 3.0))
-    while not list(out.glob("partial/*/checkpoint.pt")) and time.monotonic() < deadline:
-        time.sleep(0.1)  # and some later run has a checkpoint: both kinds of state at the kill
-    time.sleep(random.Random().uniform(0.0, 1.0))
+    while time.monotonic() < deadline and slot1.poll() is None:
+        if partials(out):  # some later run has a checkpoint too: both kinds of state
+            time.sleep(random.Random().uniform(0.0, 1.0))
+            slot1.send_signal(signal.SIGSTOP)  # OUT cannot change while we look
+            if partials(out):
+                break
+            slot1.send_signal(signal.SIGCONT)  # that run finished meanwhile: wait for another
+        time.sleep(0.1)
     slot1.send_signal(signal.SIGKILL)
     slot1.wait()
     log.close()
     text = (tmp / "slot1.log").read_text()
     kept = finished(out)
-    partial = {p.parent.name: epoch_of(p) for p in out.glob("partial/*/checkpoint.pt")}
+    partial = {p.parent.name: epoch_of(p) for p in partials(out)}
     workers = [int(p) for p in re.findall(r"pid (\d+)", text)]
     time.sleep(1.0)
     orphans = [p for p in workers if alive(p)]
