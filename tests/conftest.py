@@ -11,7 +11,6 @@ import torch
 from dsr.config import RunConfig
 
 torch.set_num_threads(1)
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -25,12 +24,16 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return runs
 
 
+# The data root the suite reads: $DSR_DATA_ROOT, else this repository's data/ (which ships
+# MNIST). Skip reasons name it.
+DATA_ROOT = Path(os.environ.get("DSR_DATA_ROOT", Path(__file__).resolve().parents[1] / "data"))
+
+
 def has_mnist() -> bool:
-    root = Path(os.environ.get("DSR_DATA_ROOT", Path(__file__).resolve().parents[1] / "data"))
-    return (root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exists()
+    return (DATA_ROOT / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exists()
 
 
-needs_mnist = pytest.mark.skipif(not has_mnist(), reason="MNIST not under $DSR_DATA_ROOT")
+needs_mnist = pytest.mark.skipif(not has_mnist(), reason=f"no MNIST under {DATA_ROOT}")
 
 
 def tiny(**changes) -> RunConfig:

@@ -21,14 +21,14 @@ from dsr.__main__ import main
 from dsr.config import ConfigError, RunConfig, preset
 from dsr.methods import METHODS
 from dsr.runs import run
-from tests.conftest import SHARED_DATA, tiny
+from tests.conftest import DATA_ROOT, tiny
 
 # --stop-after 1: a case that slipped through would train one short epoch, not a whole run.
 TRAIN = ["train", "--dataset", "synthetic", "--no-progress", "--stop-after", "1"]
 FINISHED = [*TRAIN, "--epochs", "1"]
 UNFINISHED = [*TRAIN, "--epochs", "2"]
 JPEG = ["--model", "wrn16_2", "--dataset", "cifar10-jpeg"]
-MNIST_RAW = SHARED_DATA / "MNIST" / "raw"
+MNIST_RAW = DATA_ROOT / "MNIST" / "raw"
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +299,7 @@ def altered_mnist(root: Path, name: str, change) -> Path:
     return root
 
 
-needs_mnist = pytest.mark.skipif(not MNIST_RAW.exists(), reason="no MNIST under shared/data")
+needs_mnist = pytest.mark.skipif(not MNIST_RAW.exists(), reason=f"no MNIST under {DATA_ROOT}")
 
 
 @needs_mnist
@@ -325,7 +325,7 @@ def fake_cifar10_jpeg(root: Path, matching: bool = True, images=None, key="image
     images each) whose sha256 sums are written into it (``matching``) or left as they were."""
     folder = root / "cifar10-jpeg"
     folder.mkdir(parents=True)
-    manifest = json.loads((SHARED_DATA / "cifar10-jpeg" / "manifest.json").read_text())
+    manifest = json.loads((DATA_ROOT / "cifar10-jpeg" / "manifest.json").read_text())
     rng = np.random.default_rng(0)
     for name in [*manifest["train_files"], manifest["test_file"]]:
         x = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8) if images is None else images
@@ -341,7 +341,8 @@ def file_sha256(path: Path) -> str:
 
 
 needs_jpeg = pytest.mark.skipif(
-    not (SHARED_DATA / "cifar10-jpeg" / "manifest.json").exists(), reason="no cifar10-jpeg"
+    not (DATA_ROOT / "cifar10-jpeg" / "manifest.json").exists(),
+    reason=f"no cifar10-jpeg under {DATA_ROOT} (set DSR_DATA_ROOT)",
 )
 
 
@@ -367,7 +368,7 @@ JPEG_CASES = {
     "no cifar10-jpeg folder": (lambda root: None, "cifar10-jpeg not found: no"),
     "real sums, other files": (
         lambda root: shutil.copy(
-            SHARED_DATA / "cifar10-jpeg" / "manifest.json", root / "cifar10-jpeg/manifest.json"
+            DATA_ROOT / "cifar10-jpeg" / "manifest.json", root / "cifar10-jpeg/manifest.json"
         ),
         "train_1.npz does not match its sha256 in manifest.json",
     ),

@@ -20,11 +20,10 @@ import pytest
 from dsr import io
 from dsr.config import RunConfig
 from dsr.runs import code_version, import_runs, load_run
-from tests.conftest import SHARED_DATA
+from tests.conftest import DATA_ROOT
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_campaign.py"
-DATA_ROOT = Path(os.environ.get("DSR_DATA_ROOT", SHARED_DATA))
 DATASET = "cifar10-jpeg" if (DATA_ROOT / "cifar10-jpeg").is_dir() else "synthetic"
 
 
