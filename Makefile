@@ -1,5 +1,5 @@
 # dsr: one entry point. `make help` lists the targets.
-# Data root: DSR_DATA_ROOT (default: data/). Example: DSR_DATA_ROOT=../shared/data make test
+# Data root: DSR_DATA_ROOT (default: data/, which ships MNIST). Example: DSR_DATA_ROOT=/data/sets make test
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
@@ -33,16 +33,17 @@ run: $(STAMP)  ## the main job: LeNet-300-100 / MNIST, DSR at s = 0.9, the paper
 	$(BIN)/python -m dsr train --protocol lenet300-mnist --budget paper --method dsr \
 	  --sparsity 0.9 --seed 0 --threads $(THREADS)
 
-test: $(STAMP) $(KERNEL)  ## lint and run the tests, including every notebook at the smoke profile and a strict book build
-	$(BIN)/ruff check dsr tests
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -x -q --durations=10
+test: $(STAMP) $(KERNEL)  ## lint, format check, the tests (every notebook at the smoke profile, a strict book build, the book in headless Chromium)
+	$(BIN)/ruff check dsr tests scripts
+	$(BIN)/ruff format --check dsr tests scripts
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -x --durations=10
 
 lint: $(STAMP)  ## ruff check and format check
-	$(BIN)/ruff check dsr tests
-	$(BIN)/ruff format --check dsr tests
+	$(BIN)/ruff check dsr tests scripts
+	$(BIN)/ruff format --check dsr tests scripts
 
-book: $(STAMP) $(KERNEL)  ## execute the notebooks on the committed results (PROFILE=default) and build the HTML book
-	$(BIN)/python -m dsr book --profile $(PROFILE) --out $(BOOK)
+book: $(STAMP) $(KERNEL)  ## execute the notebooks on the committed results (PROFILE=default) and build the HTML book (LOOK=1: then check it in headless Chromium)
+	$(BIN)/python -m dsr book --profile $(PROFILE) --out $(BOOK) $(if $(LOOK),--look)
 
 bench: $(STAMP)  ## sparse/dense step time and DSR reallocation cost, as ratios
 	$(BIN)/python -m dsr bench --threads $(THREADS)

@@ -359,7 +359,14 @@ def cmd_book(args: argparse.Namespace) -> int:
 
     index = build(args.profile, args.out, args.runs_root, args.timeout)
     print(f"book: {index}")
-    return 0
+    if not args.look:
+        return 0
+    from dsr import browser
+
+    reason = browser.available()
+    if reason:
+        raise CommandError(f"--look: {reason}")
+    return browser.look(index.parent, args.out / "screenshots")
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -484,6 +491,13 @@ def parser() -> argparse.ArgumentParser:
     )
     k.add_argument(
         "--timeout", type=int, default=None, help="seconds a notebook cell may run (default: none)"
+    )
+    k.add_argument(
+        "--look",
+        action="store_true",
+        help="then open every page in headless Chromium at 1400 and 400 px, save screenshots "
+        "to OUT/screenshots and list what looks broken (needs chromium, chromium-driver, "
+        "selenium); exit 1 if anything does",
     )
     k.set_defaults(func=cmd_book)
     r = sub.add_parser(

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dsr.data import PROJECT, data_root
 
 SOURCES = ("_config.yml", "_toc.yml", "_static", "book")
@@ -154,6 +156,28 @@ def execute(notebook: Path, target: Path, values: dict[str, Any], timeout: int |
         )
     except PapermillExecutionError as e:
         raise BookError(f"{notebook.name}: cell {e.exec_count}: {e.ename}: {e.evalue}") from None
+    hide_injected_parameters(target)
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Show a page's parameters once: the executed notebook's ``parameters`` cell (the
+    defaults) and papermill's ``injected-parameters`` cell (the values of this build) become
+    one collapsed cell holding both, defaults first (so it reads as what ran), and the
+    notebook's own cell is removed from the page."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    own = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    if not (own and injected):
+        return
+    for cell in own:
+        cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != "hide-cell"]
+        cell.metadata["tags"].append("remove-cell")
+    cell = injected[0]
+    cell.source = f"{own[0].source}\n\n{cell.source}"  # the build's values, after the defaults
+    cell.metadata["tags"] = [*cell.metadata["tags"], "hide-cell"]
+    nbformat.write(nb, path)
 
 
 def stage(out: Path) -> Path:
@@ -224,4 +248,69 @@ def build(
             values = parameters(nb, profile, runs_root)
             execute(nb, src / "notebooks" / nb.name, values, timeout)
             log(f"executed {nb.name} ({time.perf_counter() - start:.0f} s) with {values}")
+    generate(src, runs_root)
     return render(src, out)
+
+
+def generate(src: Path, runs_root: Path | None) -> None:
+    """Write the build's generated files into the staged book ``src``: the CSV of every finished
+    run the notebooks read (``_static/runs.csv``, linked from the introduction), the compute
+    table of the reproducibility summary (``book/_compute.md``), and the repository address in
+    ``_config.yml`` where one is known."""
+    from dsr.runs import export_csv
+
+    export_csv(src / "_static" / "runs.csv", runs_root)
+    (src / "book" / "_compute.md").write_text(compute_table(runs_root))
+    url = repository_url()
+    if url:
+        config = yaml.safe_load((src / "_config.yml").read_text())
+        config["repository"]["url"] = url
+        config["html"].update(use_repository_button=True, use_issues_button=True)
+        (src / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def compute_table(runs_root: Path | None) -> str:
+    """Markdown: the compute the finished runs of the run cache took, per network, data and
+    device kind (CPU-hours: wall time x threads x processes; GPU-hours: wall time x
+    processes), and the total."""
+    import pandas as pd
+
+    from dsr.results import MODEL_NAMES
+    from dsr.runs import cache_rows
+
+    rows = pd.DataFrame(cache_rows(runs_root))
+    done = rows[rows.status == "done"] if len(rows) else rows
+    if done.empty:
+        return "No finished run is in the run cache this build read.\n"
+    done = done.assign(device=["GPU" if g > 0 else "CPU" for g in done.gpu_hours])
+    lines = [
+        "| network | data | device | runs | CPU-hours | GPU-hours |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for (model, data, device), g in done.groupby(["model", "dataset", "device"]):
+        name = MODEL_NAMES.get(model, model)
+        hours = f"{g.cpu_hours.sum():.1f} | {g.gpu_hours.sum():.1f}"
+        lines.append(f"| {name} | {data} | {device} | {len(g)} | {hours} |")
+    lines.append(
+        f"| **all** | | | **{len(done)}** | **{done.cpu_hours.sum():.1f}** | "
+        f"**{done.gpu_hours.sum():.1f}** |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def repository_url() -> str | None:
+    """This repository's web address: $DSR_REPOSITORY_URL, else the git remote ``origin`` as an
+    https address, else None (then the book shows no repository button)."""
+    url = os.environ.get("DSR_REPOSITORY_URL", "").strip()
+    if not url:
+        found = subprocess.run(
+            ["git", "-C", str(PROJECT), "remote", "get-url", "origin"],
+            capture_output=True,
+            text=True,
+        )
+        url = found.stdout.strip() if found.returncode == 0 else ""
+    if url.startswith("git@"):
+        host, _, path = url[4:].partition(":")
+        url = f"https://{host}/{path}"
+    url = url.removesuffix(".git")
+    return url if url.startswith("https://") else None

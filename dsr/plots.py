@@ -17,9 +17,33 @@ from dsr import results
 STYLE = "whitegrid"
 
 
-def palette(labels: list[str]) -> dict[str, tuple]:
-    """One colour per method label, the same in every panel of a figure."""
-    return dict(zip(labels, sns.color_palette("colorblind", len(labels))))
+# One colour per method for the whole book (Okabe-Ito, colour-blind safe): a method keeps its
+# colour from page to page, and static and compression are far apart.
+COLOURS = {
+    "dsr": "#0072B2",  # blue
+    "static": "#D55E00",  # vermillion
+    "pruning": "#009E73",  # bluish green
+    "thin_dense": "#CC79A7",  # reddish purple
+    "set": "#E69F00",  # orange
+    "deepr": "#56B4E9",  # sky blue
+    "rigl": "#000000",  # black
+    "snfs": "#999999",  # grey
+    "static_replica": "#8C510A",  # brown
+    "dense": "#4D4D4D",  # dark grey
+}
+# For a second label of the same method in one figure (static_replica:fresh and :source).
+SPARE = ("#F0E442", "#882255", "#117733", "#44AA99", "#AA4499", "#332288")
+
+
+def palette(labels: list[str]) -> dict[str, str]:
+    """The colour of each method label: the method's own (:data:`COLOURS`) for the first label
+    of that method in the figure, a spare one for a further variant of it."""
+    out: dict[str, str] = {}
+    spare = iter(SPARE * 4)
+    for label in labels:
+        own = COLOURS.get(results.method_name(label))
+        out[label] = own if own and own not in out.values() else next(spare)
+    return out
 
 
 def empty(ax: Axes, text: str) -> None:
@@ -186,13 +210,14 @@ def imagenet(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def table(df: pd.DataFrame):
+def table(df: pd.DataFrame, empty: str = ""):
     """A table for a page: no index column, floats in their shortest form, text uncut and
-    HTML-escaped (a p-value reads "< 0.001"); an empty table reads "none"."""
+    HTML-escaped (a p-value reads "< 0.001"). An empty table prints nothing, or the sentence
+    ``empty`` (e.g. "Every run of this page is in the run cache.")."""
     if df.empty:
         from IPython.display import Markdown
 
-        return Markdown("*none*")
+        return Markdown(empty) if empty else None
     return df.style.hide(axis="index").format(
         lambda v: f"{v:g}" if isinstance(v, float) else v, na_rep="-", escape="html"
     )

@@ -291,8 +291,18 @@ def run_row(
         except DataError as e:  # e.g. no ImageNet folder here
             return {**row, "status": "not available", "reason": str(e)}
     if record is None:
-        failed = (run_dir(cfg, root) / "failed.json").exists()
-        return {**row, "status": "failed" if failed else "not run", "hash": cfg.hash}
+        path = run_dir(cfg, root)
+        if (path / "failed.json").exists():
+            reason = f"diverged: see {path.name}/failed.json"
+        else:  # only the default profile gets here: it reads the cache and never trains
+            reason = f"not in the run cache (config {cfg.hash}); this profile never trains"
+        failed = (path / "failed.json").exists()
+        return {
+            **row,
+            "status": "failed" if failed else "not run",
+            "reason": reason,
+            "hash": cfg.hash,
+        }
     s = record.summary
     return {
         **row,
@@ -622,27 +632,57 @@ def status_table(st: Study) -> pd.DataFrame:
     return rows[["label", "sparsity", "seed", "status", "reason"]].fillna("").reset_index(drop=True)
 
 
+class Html(str):
+    """A value glued as HTML (``{glue}`page::key```), not as plain text: a verdict badge."""
+
+
 def publish(values: dict[str, Any]) -> None:
     """Glue each value for the book's text (``{glue:text}`key```), without displaying it.
 
     A string is stored as its repr, which myst-nb's ``glue:text`` role turns back into the
-    exact string."""
+    exact string; an :class:`Html` value is stored as HTML, for the ``{glue}`` role."""
+    from IPython.display import HTML
     from myst_nb import glue
 
     for key, value in values.items():
-        glue(key, value, display=False)
+        glue(key, HTML(value) if isinstance(value, Html) else value, display=False)
 
 
-def headline(means: pd.DataFrame, a: str, b: str, sparsity: float, unit: str) -> str:
-    """``"dsr 97.95 ± 0.05 vs static 97.10 ± 0.10 at s = 0.99"`` from a table with columns
-    method, sparsity, accuracy (mean ± std text) and runs; "-" if either is missing."""
-    cells = {}
+# Verdict label (its start) -> CSS class and symbol of its badge: the symbol carries the
+# meaning without colour (colour-blind readers, print).
+BADGES = (
+    ("not reproduced", "no", "\u2717"),
+    ("reproduced", "yes", "\u2713"),
+    ("partly", "part", "\u25d0"),
+    ("inconclusive", "open", "?"),
+    ("not run", "none", "\u2013"),
+)
+
+
+def badge(label: str) -> Html:
+    """The verdict ``label`` as a badge: ``✓ reproduced`` in the verdict's colour, then its
+    scope note in brackets (``(cpu budget, on cifar10-jpeg)``), if any, in small type."""
+    from html import escape
+
+    kind, mark = next(((k, m) for start, k, m in BADGES if label.startswith(start)), BADGES[-1][1:])
+    word, bracket, rest = label.partition(" (")
+    note = f' <span class="verdict-note">({escape(rest)}</span>' if bracket else ""
+    return Html(
+        f'<span class="verdict verdict-{kind}" title="{escape(label)}">{mark} {escape(word)}'
+        f"</span>{note}"
+    )
+
+
+def pair_text(means: pd.DataFrame, a: str, b: str, sparsity: float) -> str:
+    """``"97.70 vs 43.25"``: the mean accuracies of ``a`` and ``b`` at ``sparsity`` ("(1 run)"
+    after a single run), or "-" if either has no finished run there."""
+    cells = []
     for m in (a, b):
         hit = means[(means.method == m) & (means.sparsity.round(4) == round(sparsity, 4))]
         if hit.empty or not hit.runs.iloc[0]:
             return "-"
-        cells[m] = hit.accuracy.iloc[0]
-    return f"{a} {cells[a]} vs {b} {cells[b]} at s = {sparsity:g} ({unit})"
+        cells.append(hit.accuracy.iloc[0].split(" ± ")[0])
+    return " vs ".join(cells)
 
 
 def paper_means(model: str, dataset: str) -> pd.DataFrame:
@@ -654,36 +694,42 @@ def paper_means(model: str, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "sparsity", "runs", "accuracy"])
 
 
-def summary_row(
-    st: Study, verdict: Verdict, a: str, b: str, paper: tuple[str, str] | None = None
-) -> dict[str, str]:
-    """The claim's row of the book's summary table: the paper's and our means of ``a`` and
-    ``b`` at the highest sparsity of the study at which both have finished runs (else its
-    highest sparsity), the budget run, and the verdict.
-
-    ``paper`` (model, data set) names the setting of the paper's numbers when it is not the
-    study's (the paper compared some methods on one network only); then the paper's highest
-    sparsity is shown."""
-    ours_means = summarize(st)
-    variant = st.variant()
-    both = [x for x in st.sparsities if headline(ours_means, a, b, x, "") != "-"]
-    s = max(both or st.sparsities)
-    finished = ours_means.set_index(["method", "sparsity"]).seeds
-    seeds = [finished.get((m, s), "") for m in (a, b)]  # may be fewer than the study's
-    unit = f"{variant}, seeds {seeds[0] if seeds[0] == seeds[1] else ' and '.join(seeds)}"
-    model, dataset = paper or (st.model, st.dataset)
-    means = paper_means(model, dataset)
-    s_paper = s if paper is None or (means.sparsity == s).any() else means.sparsity.max()
-    where = "" if paper is None else f"{MODEL_NAMES.get(model, model)} / {dataset}, "
-    theirs = headline(means, a, b, s_paper, f"{where}5 runs each")
-    ours = headline(ours_means, a, b, s, unit)
+def scope_text(st: Study, sparsity: float | None = None, seeds: str = "") -> str:
+    """A summary row's scope: network, data, budget, paper version, sparsity, seeds."""
     name = MODEL_NAMES.get(st.model, st.model)
+    version = f" ({PAPER_VERSIONS[st.model]})" if st.model in PAPER_VERSIONS else ""
+    parts = [f"{name} / {st.variant()}", f"{st.budget} budget{version}"]
+    parts += [f"s = {sparsity:g}"] if sparsity is not None else []
+    return " \u00b7 ".join(parts + ([seeds] if seeds else []))
+
+
+def summary_row(st: Study, verdict: Verdict, a: str, b: str, prefix: str = "") -> dict[str, str]:
+    """The claim's row of the book's summary table (keys ``<prefix>summary_*``): the paper's
+    and our mean accuracies of ``a`` and ``b`` (``"97.70 vs 43.25"``) at the highest sparsity
+    of the study at which both have finished runs (else its highest sparsity), the scope
+    (network, data, budget, paper version, sparsity, finished runs per side), the verdict and
+    its badge. The paper's cell is "not in the paper" where the paper has no runs of both
+    methods on this network at that sparsity: a row never sets another network's numbers
+    beside ours."""
+    ours_means = summarize(st)
+    both = [x for x in st.sparsities if pair_text(ours_means, a, b, x) != "-"]
+    s = max(both or st.sparsities)
+    runs = ours_means.set_index(["method", "sparsity"]).runs
+    counts = [int(runs.get((m, s), 0) or 0) for m in (a, b)]
+    plural = "s" if max(counts) != 1 else ""
+    seeds = (
+        f"{counts[0]} run{plural} each"
+        if counts[0] == counts[1]
+        else f"{counts[0]} and {counts[1]} runs"
+    )
+    theirs = pair_text(paper_means(st.model, st.dataset), a, b, s)
+    ours = pair_text(ours_means, a, b, s)
     return {
-        "summary_paper": theirs if theirs != "-" else f"no per-run numbers for {name}",
-        "summary_ours": ours if ours != "-" else "not run here",
-        "summary_budget": f"{name} / {variant}, {st.budget} budget"
-        + (f" ({PAPER_VERSIONS[st.model]})" if st.model in PAPER_VERSIONS else ""),
-        "summary_verdict": verdict.label,
+        f"{prefix}summary_paper": theirs if theirs != "-" else "not in the paper",
+        f"{prefix}summary_ours": ours if ours != "-" else "not run here",
+        f"{prefix}summary_scope": scope_text(st, s, seeds if ours != "-" else ""),
+        f"{prefix}summary_verdict": verdict.label,
+        f"{prefix}summary_badge": badge(verdict.label),
     }
 
 
@@ -985,19 +1031,21 @@ def cluster_commands(model: str, methods: str, sparsities: str, seeds: str, gpus
 
 def imagenet_summary(table: pd.DataFrame, st: Study) -> dict[str, str]:
     """Notebook 5's row of the summary table: the paper's checked rows only (the ICLR-2019
-    submission's Table 2) and our runs, at the study's highest sparsity."""
+    submission's Table 2; top-1, one run each) and our runs, at the study's highest sparsity."""
     s = max(st.sparsities)
     ok = table[(table.checked == "yes") & (table.sparsity == s)].set_index("method")
-    paper = f"dsr {ok.top1['dsr']} vs static {ok.top1['static']} top-1 at s = {s:g} (one run each)"
     ours = summarize(st)
-    ours = ours[(ours.sparsity == s) & (ours.runs > 0)]
-    cells = [f"{m} {a}" for m, a in zip(ours.method, ours.accuracy)]
-    ran = f"{st.variant()}, {st.budget} budget" if len(ours) else "not run here"
+    ours = ours[(ours.sparsity == s) & (ours.runs > 0)].set_index("method")
+    ran = {"dsr", "static"} <= set(ours.index)
+    label = verdict_beats(st, "dsr", ["static"]).label
     return {
-        "summary_paper": paper,
-        "summary_ours": f"{', '.join(cells)} at s = {s:g}" if cells else "not run here",
-        "summary_budget": f"ResNet-50 / {ran}",
-        "summary_verdict": verdict_beats(st, "dsr", ["static"]).label,
+        "summary_paper": f"{ok.top1['dsr']} vs {ok.top1['static']} (top-1, one run each)",
+        "summary_ours": pair_text(ours.reset_index(), "dsr", "static", s)
+        if ran
+        else "not run here",
+        "summary_scope": scope_text(st, s) if ran else "ResNet-50 / ImageNet: not run here",
+        "summary_verdict": label,
+        "summary_badge": badge(label),
     }
 
 
@@ -1039,29 +1087,31 @@ def model_available(model: str) -> bool:
 
 
 def density_summary(parts: list[tuple[Study, Verdict]]) -> dict[str, str]:
-    """Notebook 4's row of the summary table, one clause per network read (``parts``)."""
-
-    def ours(st: Study, v: Verdict) -> str:
-        if v.label == "not run here":
-            return "not run here"
+    """Notebook 4's rows of the summary table, one per network read (``parts``), keyed
+    ``<model>_summary_*``. The row states the size result the verdict rests on; depth is on the
+    page (in LeNet-300-100 the deeper tensors are also the smaller ones, so depth and size
+    cannot be told apart there)."""
+    out: dict[str, str] = {}
+    for st, v in parts:
         t = v.pairs
-        rhos = rho_range(t)
-        pairs = (
-            f"larger sparser in {t['larger sparser'].sum()} of {t['size pairs'].sum()} size pairs"
+        ran = v.label != "not run here"
+        runs = f"{len(t)} run" + ("s" if len(t) != 1 else "")
+        out.update(
+            {
+                f"{st.model}_summary_paper": (
+                    "larger and deeper tensors end sparser (figure)"
+                    if st.model == "wrn28_2"
+                    else "not in the paper"
+                ),
+                f"{st.model}_summary_ours": (
+                    f"larger sparser in {t['larger sparser'].sum()} of {t['size pairs'].sum()} "
+                    "size pairs"
+                    if ran
+                    else "not run here"
+                ),
+                f"{st.model}_summary_scope": scope_text(st, None, runs if ran else ""),
+                f"{st.model}_summary_verdict": v.label,
+                f"{st.model}_summary_badge": badge(v.label),
+            }
         )
-        runs = f"{len(t)} run" + ("s" if len(t) > 1 else "")
-        return f"{pairs} ({runs}), depth-density rank correlation {rhos}"
-
-    def name(st: Study) -> str:
-        return MODEL_NAMES.get(st.model, st.model)
-
-    return {
-        "summary_paper": "larger and deeper WRN-28-2 tensors end sparser (figure, paraphrased)",
-        "summary_ours": "; ".join(f"{name(st)}: {ours(st, v)}" for st, v in parts),
-        "summary_budget": "; ".join(
-            f"{name(st)} / {st.variant()}, {st.budget} budget, seeds "
-            + ",".join(map(str, v.pairs.seed if len(v.pairs) else st.seeds))
-            for st, v in parts
-        ),
-        "summary_verdict": "; ".join(f"{v.label} on {name(st)}" for st, v in parts),
-    }
+    return out

@@ -329,6 +329,39 @@ def cache_rows(root: Path | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+# Columns of the per-run CSV after the config's own fields.
+CSV_RESULTS = (
+    "final_test_acc", "best_test_acc", "params", "device", "precision", "torch", "code_commit",
+    "data_variant", "data_checksum", "wall_seconds", "cpu_hours", "gpu_hours", "finished",
+)  # fmt: skip
+
+
+def export_csv(path: Path, root: Path | None = None) -> int:
+    """Write one CSV row per finished run under ``root``: its config hash, every config field,
+    then :data:`CSV_RESULTS` (final and best test accuracy, device, precision, code commit,
+    data, wall time, CPU- and GPU-hours as :func:`cache_rows` counts them). Returns the rows."""
+    import csv
+
+    cost = {r["hash"]: r for r in cache_rows(root)}
+    fields = list(RunConfig.__dataclass_fields__)
+    rows = []
+    for h, c in sorted(cost.items()):
+        if c["status"] != "done":
+            continue
+        summary = io.read_json((root or runs_root()) / h / SUMMARY)
+        defaults = {k: f.default for k, f in RunConfig.__dataclass_fields__.items()}
+        # a field added after the run was trained holds its default (which kept the hash)
+        values = {**defaults, **summary["config"], **{k: summary.get(k, "") for k in CSV_RESULTS}}
+        values.update(cpu_hours=round(c["cpu_hours"], 4), gpu_hours=round(c["gpu_hours"], 4))
+        rows.append({"hash": h, **{k: values.get(k, "") for k in [*fields, *CSV_RESULTS]}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["hash", *fields, *CSV_RESULTS])
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
 def cache_report(root: Path | None = None) -> str:
     """The run cache as a table, then one line of totals."""
     import pandas as pd

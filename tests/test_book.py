@@ -8,6 +8,7 @@ The build runs once for this module (minutes: a kernel per notebook, the smoke r
 from __future__ import annotations
 
 import ast
+import html
 import re
 import time
 from pathlib import Path
@@ -16,10 +17,13 @@ import nbformat
 import pytest
 import yaml
 
+from dsr import browser
 from dsr.book import BookError, build, notebooks, render
 from dsr.data import PROJECT
 
-SUMMARY_KEYS = ("summary_paper", "summary_ours", "summary_budget", "summary_verdict")
+SUMMARY_KEYS = (
+    "summary_paper", "summary_ours", "summary_scope", "summary_verdict", "summary_badge"
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +40,8 @@ def executed(book: dict, name: str) -> nbformat.NotebookNode:
 
 
 def glued(nb: nbformat.NotebookNode) -> dict[str, str]:
-    """The values a notebook glued, by key (the strings their text/plain holds)."""
+    """The values a notebook glued, by key: the strings their text/plain holds, or the HTML of
+    an HTML value (a verdict badge)."""
     out = {}
     for cell in nb.cells:
         for o in cell.get("outputs", []):
@@ -44,8 +49,9 @@ def glued(nb: nbformat.NotebookNode) -> dict[str, str]:
             if name:
                 prefix = o["metadata"]["scrapbook"].get("mime_prefix", "")
                 data = o["data"]
+                html = data.get("text/html", data.get(f"{prefix}text/html"))
                 text = data.get("text/plain", data.get(f"{prefix}text/plain"))
-                out[name] = ast.literal_eval(text)
+                out[name] = html if html is not None else ast.literal_eval(text)
     return out
 
 
@@ -96,12 +102,22 @@ def test_the_wrn_page_glues_a_row_for_each_of_claims_1_to_3(book):
 
 
 def test_summary_table_shows_every_claims_verdict(book):
-    """The introduction's table holds each notebook's glued verdicts and budgets."""
+    """The introduction's table holds each row each notebook glued: its verdict badge (whose
+    title is the verdict's full label), its scope, and the paper's and our numbers."""
     intro = (book["index"].parent / "book" / "intro.html").read_text()
     for nb in notebooks():
         for row in summary_rows(glued(executed(book, nb.name))):
-            assert row["summary_verdict"] in intro
-            assert row["summary_budget"] in intro
+            assert row["summary_badge"] in intro
+            assert f'title="{html.escape(row["summary_verdict"])}"' in row["summary_badge"]
+            for key in ("summary_scope", "summary_paper", "summary_ours"):
+                assert html.escape(row[key], quote=False) in intro, (nb.name, key, row[key])
+
+
+def test_summary_rows_never_set_another_networks_paper_numbers_beside_ours(book):
+    """Claim 3's LeNet-300-100 row: the paper ran SET and DeepR on WRN-28-2 only, so its cell
+    says so instead of showing WRN-28-2 numbers."""
+    values = glued(executed(book, "03_prior_dynamic_methods.ipynb"))
+    assert values["summary_paper"] == "not in the paper"  # no SET runs on LeNet in the paper
 
 
 def test_dynamic_vs_static_ran_and_says_its_budget(book):
@@ -158,3 +174,51 @@ def test_executing_a_notebook_prints_no_kernel_warning(tmp_path, capfd):
     assert out.cells[0].outputs[0]["text"] == "42\n"
     if zmq.has("curve"):
         assert "without encryption" not in capfd.readouterr().err
+
+
+# --- the book in a real browser (headless Chromium) -------------------------------------------
+
+needs_browser = pytest.mark.skipif(
+    browser.available() is not None, reason=f"no browser here: {browser.available()}"
+)
+
+
+@needs_browser
+def test_every_page_reads_in_a_browser_at_desktop_and_phone_width(book):
+    """Each page at 1400 and 400 px: no sideways scrolling, no table wider than its column (on
+    the phone a table may scroll in its own box), every image loaded, the intro's verdict
+    column on screen; a screenshot of each page at each width is left in the build folder."""
+    html = book["index"].parent
+    views = browser.check_book(html, book["out"] / "screenshots")
+    assert {v.width for v in views} == set(browser.WIDTHS)
+    assert {v.page for v in views} >= {"book/intro.html", "notebooks/01_dynamic_vs_static.html"}
+    assert [(v.width, v.page, v.problems) for v in views if v.problems] == []
+    assert all(v.screenshot.stat().st_size > 10_000 for v in views)
+    intro = [v for v in views if v.page == "book/intro.html"]
+    assert all(v.verdict["cells"] >= 9 and v.verdict["shown"] == v.verdict["cells"] for v in intro)
+    assert all(v.images >= 1 for v in views if v.page.startswith("notebooks/0"))
+
+
+@needs_browser
+def test_the_browser_check_flags_what_a_reader_would_see_as_broken(tmp_path):
+    """A page with a 2000 px table outside any scroll box, a missing image and no summary
+    table: each is reported; a plain page is not."""
+    html = tmp_path / "html"
+    (html / "book").mkdir(parents=True)
+    cells = "".join(f"<td>column {i}</td>" for i in range(40))
+    (html / "book" / "intro.html").write_text(
+        "<html><body><main><article><p>text</p>"
+        f'<table style="width:2000px"><tr>{cells}</tr></table>'
+        '<img src="missing.png" alt="missing"></article></main></body></html>'
+    )
+    (html / "plain.html").write_text(
+        "<html><body><main><article><p>ok</p></article></main></body></html>"
+    )
+    views = {(v.width, v.page): v for v in browser.check_book(html, tmp_path / "shots")}
+    bad = views[("desktop", "book/intro.html")].problems
+    assert any(p.startswith("scrolls sideways") for p in bad)
+    assert any(p.startswith("table wider than its column") for p in bad)
+    assert any(p.startswith("image did not load") for p in bad)
+    assert "no summary table with a Verdict column" in bad
+    assert views[("desktop", "plain.html")].problems == []
+    assert views[("phone", "plain.html")].problems == []

@@ -53,3 +53,13 @@ def test_table_escapes_text_and_keeps_floats_short():
     html = plots.table(pd.DataFrame({"p (Welch)": ["< 0.001"], "x": [0.5]})).to_html()
     assert ">&lt; 0.001</td>" in html and ">< 0.001" not in html
     assert ">0.5</td>" in html
+
+
+def test_a_method_keeps_its_colour_on_every_page_and_variants_get_their_own():
+    one = plots.palette(["dsr", "static", "pruning"])
+    other = plots.palette(["pruning", "set", "static", "dsr"])
+    assert all(one[m] == other[m] for m in one)  # whatever else the figure shows
+    assert len(set(one.values())) == 3
+    replicas = plots.palette(["dsr", "static_replica:fresh", "static_replica:source"])
+    assert len(set(replicas.values())) == 3
+    assert replicas["static_replica:fresh"] == plots.COLOURS["static_replica"]

@@ -91,14 +91,25 @@ def test_summary_row_shows_the_highest_sparsity_where_both_methods_ran():
     st = fake(rows)
     verdict = results.verdict_beats(st, "dsr", ["set"])
     row = results.summary_row(st, verdict, "dsr", "set")
-    assert (
-        row["summary_ours"] == "dsr 98.50 (1 run) vs set 98.40 (1 run) at s = 0.9 (mnist, seeds 0)"
-    )  # the seeds that finished, not the study's 0,1
+    assert row["summary_ours"] == "98.50 (1 run) vs 98.40 (1 run)"
+    assert row["summary_scope"].endswith("s = 0.9 \u00b7 1 run each")  # where both ran
+    assert row["summary_paper"] == "not in the paper"  # no SET runs on LeNet-300-100 there
     assert results.summary_row(st, verdict, "dsr", "deepr")["summary_ours"] == "not run here"
     st = fake(rows + [("dsr", 0.9, 1, 98.3, "mnist")])
-    assert results.summary_row(st, verdict, "dsr", "set")["summary_ours"].endswith(
-        "(mnist, seeds 0,1 and 0)"
+    row = results.summary_row(st, verdict, "dsr", "set")
+    assert row["summary_ours"] == "98.40 vs 98.40 (1 run)"
+    assert row["summary_scope"].endswith("2 and 1 runs")
+
+
+def test_a_verdict_badge_carries_its_meaning_in_a_symbol_and_its_scope_in_brackets():
+    b = results.badge("reproduced (cpu budget, on cifar10-jpeg)")
+    assert 'class="verdict verdict-yes"' in b and "\u2713 reproduced</span>" in b
+    assert '<span class="verdict-note">(cpu budget, on cifar10-jpeg)</span>' in b
+    assert "verdict-no" in results.badge("not reproduced") and "\u2717" in results.badge(
+        "not reproduced"
     )
+    assert "verdict-open" in results.badge("inconclusive (smoke budget)")
+    assert "verdict-none" in results.badge("not run here")
 
 
 def test_matches_or_beats_is_non_inferiority_within_the_margin():
