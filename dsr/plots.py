@@ -68,7 +68,7 @@ def t_interval(values: pd.Series) -> tuple[float, float]:
     if n < 2:
         return mean, mean
     half = float(t.ppf(0.975, n - 1)) * float(values.std(ddof=1)) / n**0.5
-    return mean - half, mean + half
+    return mean - half, min(mean + half, 100.0)  # an accuracy interval ends at 100 %
 
 
 ACCURACY_LABEL = "test accuracy (%): mean, 95 % interval, runs"
@@ -85,7 +85,7 @@ def points(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str, colours: dict) 
     sns.pointplot(**kw, errorbar=t_interval, dodge=0.8 * (len(hues) - 1) / len(hues), capsize=0.1)
     sns.stripplot(**kw, dodge=True, size=5, alpha=0.7, legend=False, jitter=False,
                   edgecolor="black", linewidth=0.5)  # fmt: skip
-    place_legend(ax, "lower left", title="method")
+    place_legend(ax, "upper left", title="method", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def accuracy_vs_sparsity(st: results.Study) -> Figure:
@@ -96,30 +96,71 @@ def accuracy_vs_sparsity(st: results.Study) -> Figure:
     ours = ours[ours.method != "dense"]
     colours = palette(st.methods)
     with sns.axes_style(STYLE):
-        fig = Figure(figsize=(10, 4), layout="constrained")
-        left, right = fig.subplots(1, 2)
-    if paper.empty:
-        empty(left, f"no per-run numbers in the paper\nfor {st.model} / {st.dataset}")
-    else:
-        points(left, paper, "sparsity", "test_accuracy", "method", colours)
-        left.set_title(f"paper ({results.PAPER_DATASET.get(st.dataset)}, 5 runs per point)")
-    if ours.empty:
-        empty(right, "not run here")
-    else:
-        points(right, ours, "sparsity", "test_acc", "label", colours)
-        dense_line(right, st.done())
-        right.set_title(f"ours ({st.variant()}, {st.budget} budget, seeds {seed_text(st)})")
-    for ax in (left, right):
-        ax.set_xlabel("sparsity")
-        ax.set_ylabel(ACCURACY_LABEL)
+        fig = Figure(figsize=(10, 7.5), layout="constrained")
+        (left, right), (zoom_left, zoom_right) = fig.subplots(2, 2)
+    for ax, zoom, df, y, hue in (
+        (left, zoom_left, paper, "test_accuracy", "method"),
+        (right, zoom_right, ours, "test_acc", "label"),
+    ):
+        if df.empty:
+            text = (
+                "not run here"
+                if ax is right
+                else f"no per-run numbers in the paper\nfor {st.model} / {st.dataset}"
+            )
+            empty(ax, text)
+            empty(zoom, text)
+            continue
+        for panel in (ax, zoom):
+            points(panel, df, "sparsity", y, hue, colours)
+            panel.set_xlabel("sparsity")
+            panel.set_ylabel(ACCURACY_LABEL)
+        zoom.set_ylim(*top_band(df, y, hue))
+        if ax is right:
+            dense_line(right, st.done())
+            dense_line(zoom_right, st.done())
+    left.set_title(f"paper ({results.PAPER_DATASET.get(st.dataset)}, 5 runs per point)")
+    right.set_title(f"ours ({st.variant()}, {st.budget} budget, seeds {seed_text(st)})")
+    zoom_left.set_title("paper, zoomed to the top band")
+    zoom_right.set_title("ours, zoomed to the top band")
+    one_legend(fig, [left, right, zoom_left, zoom_right])
     return fig
+
+
+def top_band(df: pd.DataFrame, y: str, hue: str) -> tuple[float, float]:
+    """The y range that shows the differences the verdicts rest on: from 1 point below the
+    lowest mean of the best method at any sparsity up to 100 (or just above the highest
+    run)."""
+    means = df.groupby([hue, "sparsity"])[y].mean()
+    best = means.groupby(level=0).mean().idxmax()
+    low = float(means[best].min()) - 1.0
+    return low, min(100.0, float(df[y].max()) + 0.3)
+
+
+def one_legend(fig: Figure, axes: list[Axes]) -> None:
+    """Replace the panels' legends by one for the figure, outside the data on the right, with
+    each label once (a method's colour is the same in every panel)."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        if ax.get_legend() is None:
+            continue
+        handles, labels = ax.get_legend_handles_labels()
+        for h, label in zip(handles, labels):
+            seen.setdefault(label, h)
+        ax.get_legend().remove()
+    if seen:
+        fig.legend(list(seen.values()), list(seen), title="method", loc="outside right upper",
+                   frameon=False)  # fmt: skip
 
 
 def dense_line(ax: Axes, done: pd.DataFrame) -> None:
     dense = done[done.method == "dense"]
     if len(dense):
         ax.axhline(dense.test_acc.mean(), color="0.3", ls="--", lw=1, label="dense (mean)")
-        ax.legend(title="method", fontsize="small", loc="lower left")
+        ax.legend(
+            title="method", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+        )  # fmt: skip
 
 
 def seed_text(st: results.Study) -> str:

@@ -38,12 +38,30 @@ def test_every_legend_has_a_fixed_place_and_drawing_warns_nothing(study):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             fig.savefig(io.BytesIO(), format="png")
-        for ax in fig.axes:
-            legend = ax.get_legend()
+        for legend in [ax.get_legend() for ax in fig.axes] + list(fig.legends):
             if legend is not None:
                 legends += 1
-                assert legend._loc != BEST, (fig, ax.get_title())
-    assert legends >= 4  # accuracy (2 panels), density (2 panels), imagenet (2 panels)
+                assert legend._loc != BEST, fig
+    assert legends >= 4  # accuracy (one for the figure), density (2 panels), imagenet (2 panels)
+
+
+def test_the_accuracy_figure_has_one_legend_outside_and_zoomed_panels(study):
+    """One figure legend, each method once; the lower panels zoom into the top band, where the
+    verdicts' differences are, and no interval reaches above 100 %."""
+    fig = plots.accuracy_vs_sparsity(study)
+    assert [ax.get_legend() for ax in fig.axes] == [None] * 4 and len(fig.legends) == 1
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(labels) == len(set(labels)) and {"dsr", "static", "pruning"} <= set(labels)
+    full, zoom = fig.axes[1], fig.axes[3]  # ours, then ours zoomed
+    assert zoom.get_ylim()[1] <= 100.0 and zoom.get_ylim()[0] > full.get_ylim()[0]
+    assert zoom.get_ylim()[1] - zoom.get_ylim()[0] < 0.5 * (full.get_ylim()[1] - full.get_ylim()[0])
+
+
+def test_a_95_percent_interval_of_accuracies_ends_at_100():
+    import pandas as pd
+
+    low, high = plots.t_interval(pd.Series([99.9, 100.0, 98.0]))
+    assert high == 100.0 and low < 99.3
 
 
 def test_table_escapes_text_and_keeps_floats_short():
