@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -20,15 +21,22 @@ from dsr.config import (
 )
 
 FIELD_HELP = {
+    "seed": "random seed of the initialisation, masks and data order",
+    "epochs": "number of passes over the training set",
+    "batch_size": "training examples per optimizer step",
+    "momentum": "SGD momentum coefficient",
+    "nesterov": "Nesterov momentum (official: on)",
+    "weight_decay": "L2 coefficient on all weights (the paper's l1 is separate)",
+    "delta": "DSR's threshold step: H is scaled by (1 +- delta) after each reallocation",
     "model": "model registry key (lenet300, wrn28_2, wrn16_2, resnet50)",
     "dataset": "mnist | cifar10 | cifar10-jpeg | synthetic | imagenet",
     "method": "method registry key (dsr, static, dense, thin_dense, set, deepr, pruning, "
     "static_replica, rigl, snfs)",
     "sparsity": "fraction of zeros in the sparse tensors, in [0, 1)",
     "lr_schedule": "learning rate per epoch, 'epoch:lr,...'",
-    "realloc_schedule": "reallocation period P per epoch, 'epoch:P,...'",
-    "realloc_stop": "no reallocation from this epoch on",
-    "np_target": "DSR's Np, the target number of pruned weights per reallocation",
+    "realloc_schedule": "reallocation period P (optimizer steps) per epoch, 'epoch:P,...'",
+    "realloc_stop": "epoch from which on no reallocation happens",
+    "np_target": "DSR's Np, the target number of weights pruned per reallocation (weights)",
     "h0": "DSR's initial threshold H",
     "l1": "L1 coefficient on the sparse weights",
     "train_subset": "train on n examples drawn stratified by class (0: all)",
@@ -47,7 +55,7 @@ FIELD_HELP = {
     "deepr_eta": "DeepR: gradient noise std is sqrt(2 eta T)",
     "deepr_temperature_schedule": "DeepR temperature T per epoch, 'epoch:T,...'",
     "deepr_sign_reference": "DeepR sign reference: previous (correct) or stale_init (official)",
-    "prune_every": "pruning: epochs between two prunes",
+    "prune_every": "pruning: epochs between two prunes (epochs)",
     "prune_times": "pruning: number of prunes on the cubic schedule",
     "prune_scope": "pruning: every tensor to the target sparsity (tensor, official) or one "
     "magnitude ranking over all sparse tensors (global)",
@@ -55,10 +63,15 @@ FIELD_HELP = {
     "replica_init": "static_replica weights: fresh (new seed) or source (the dsr run's init)",
     "thin_match": "thin_dense sized to the sparse network's params or memory (1 bit / mask)",
     "rigl_drop_fraction": "RigL's alpha, cosine-annealed to 0",
-    "rigl_update_every": "RigL's Delta T, steps between mask updates",
+    "rigl_update_every": "RigL's Delta T, optimizer steps between mask updates",
     "rigl_end": "RigL: fraction of training after which masks are frozen",
     "snfs_prune_rate": "sparse momentum's prune rate p, cosine-annealed",
 }
+
+
+def terminated(signum: int, frame: object) -> None:
+    """SIGTERM handler: stop as Ctrl-C does (the run keeps its last epoch checkpoint)."""
+    raise KeyboardInterrupt
 
 
 class CommandError(Exception):
@@ -106,12 +119,17 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     )
     for f in fields(RunConfig):
         kind = type(f.default).__name__
-        g.add_argument(
-            f"--{f.name}",
-            metavar=kind.upper(),
-            default=None,
-            help=f"{FIELD_HELP.get(f.name, f.name)} [{kind}, default {f.default}]",
-        )
+        names = dict.fromkeys([f"--{f.name.replace('_', '-')}", f"--{f.name}"])  # the dashed first
+        text = f"{FIELD_HELP[f.name]} [{kind}, default {f.default}]"
+        if kind == "bool":  # --nesterov / --no-nesterov, and the older --nesterov false
+            text = text.replace("]", f"; --no-{f.name.replace('_', '-')} turns it off]")
+            g.add_argument(*names, dest=f.name, nargs="?", const="true", default=None,
+                           metavar="BOOL", help=text)  # fmt: skip
+            no = dict.fromkeys([f"--no-{f.name.replace('_', '-')}", f"--no-{f.name}"])
+            g.add_argument(*no, dest=f.name, action="store_const", const="false",
+                           help=argparse.SUPPRESS)  # fmt: skip
+        else:
+            g.add_argument(*names, dest=f.name, metavar=kind.upper(), default=None, help=text)
 
 
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
@@ -260,7 +278,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     setup_runtime(args, os.cpu_count())
     from dsr import distributed
-    from dsr.runs import run, run_dir
+    from dsr.runs import load_run, run, run_dir
 
     device = distributed.init_from_env(args.device)
     try:
@@ -272,7 +290,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"seed={cfg.seed}, {cfg.epochs} epochs, {describe(runtime)} "
             f"-> {run_dir(cfg, args.runs_root)}"
         )
-        record = run(
+        stored = load_run(cfg, args.runs_root)
+        if stored is None:
+            epoch = checkpoint_epoch(run_dir(cfg, args.runs_root))
+            if epoch:
+                say(f"resuming from its epoch-{epoch} checkpoint ({cfg.epochs - epoch} to go)")
+        record = stored or run(
             cfg,
             args.runs_root,
             device=device,
@@ -286,12 +309,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         say(f"stopped after {args.stop_after} epochs; run the same command again to resume")
         return 0
     s = record.summary
+    if stored is not None:
+        say(
+            f"stored result, nothing trained: this run finished {s['finished']} on "
+            f"{s['device']} ({s['precision']}) in {s['wall_seconds']:.0f} s"
+        )
     say(
         f"test accuracy {s['final_test_acc']:.2f}% ({s['data_variant']}), "
         f"{s['params']['active']:,} of {s['params']['total']:,} parameters active, "
         f"{s['wall_seconds']:.0f} s"
     )
     return 0
+
+
+def checkpoint_epoch(folder: Path) -> int:
+    """The epochs done by the checkpoint in ``folder`` (0 when there is none or it is bad)."""
+    from dsr.io import CheckpointError, load_checkpoint
+
+    try:
+        return int(load_checkpoint(folder / "checkpoint.pt")["epoch"])
+    except (CheckpointError, OSError, KeyError):
+        return 0
 
 
 def parse_list(text: str, kind: type, name: str) -> list:
@@ -541,6 +579,10 @@ def main(argv: list[str] | None = None) -> int:
     from dsr.io import CheckpointError
     from dsr.train import TrainingDiverged
 
+    try:
+        signal.signal(signal.SIGTERM, terminated)  # a SIGTERM ends a run like Ctrl-C does
+    except ValueError:  # called from a thread other than the main one (tests)
+        pass
     try:
         return args.func(args)
     except (

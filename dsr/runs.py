@@ -363,13 +363,14 @@ def export_csv(path: Path, root: Path | None = None) -> int:
 
 
 def cache_report(root: Path | None = None) -> str:
-    """The run cache as a table, then one line of totals."""
+    """The run cache as a table (by network, data, method, sparsity, seed), then one line of
+    totals."""
     import pandas as pd
 
     rows = cache_rows(root)
     if not rows:
         return f"no runs under {root or runs_root()}"
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).sort_values(["model", "dataset", "method", "sparsity", "seed"])
     done = table[table.status == "done"]
     running = table.status.str.startswith("epoch")
     shown = table.assign(

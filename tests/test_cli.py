@@ -91,6 +91,8 @@ def test_train_from_yaml_prints_accuracy_and_caches(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "test accuracy" in out.stdout and "(synthetic)" in out.stdout
     assert len(list(runs.glob("*/summary.json"))) == 1
+    again = dsr("train", "--config", str(tmp_path / "run.yaml"), "--no-progress", runs=runs)
+    assert "stored result, nothing trained: this run finished" in again.stdout
 
 
 def test_help_lists_every_config_field(capsys):
@@ -150,3 +152,58 @@ def test_help_does_not_import_torch():
     import dsr
 
     assert "dsr" in dsr.METHODS and callable(dsr.sparsify)  # still there when asked for
+
+
+def test_options_are_spelled_with_dashes_and_the_underscore_form_is_an_alias():
+    from dsr.__main__ import config_from_args, parser
+
+    base = ["train", "--dataset", "synthetic"]
+    dashed = config_from_args(parser().parse_args([*base, "--batch-size", "50"]))
+    underscored = config_from_args(parser().parse_args([*base, "--batch_size", "50"]))
+    assert dashed.batch_size == 50 and dashed.hash == underscored.hash
+
+
+@pytest.mark.parametrize(
+    "args,value",
+    [
+        ([], True),
+        (["--nesterov"], True),
+        (["--no-nesterov"], False),
+        (["--nesterov", "false"], False),
+    ],
+)
+def test_a_boolean_option_is_on_with_its_name_and_off_with_no(args, value):
+    from dsr.__main__ import config_from_args, parser
+
+    cfg = config_from_args(parser().parse_args(["train", "--dataset", "synthetic", *args]))
+    assert cfg.nesterov is value
+
+
+def test_every_options_help_says_what_it_does_not_its_name():
+    from dsr.__main__ import FIELD_HELP
+
+    assert set(FIELD_HELP) == {f.name for f in fields(RunConfig)}
+    assert all(len(text.split()) >= 3 and text != name for name, text in FIELD_HELP.items())
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_and_the_next_start_says_where_it_resumes(tmp_path):
+    import os
+    import signal
+    import time
+
+    runs = tmp_path / "runs"
+    args = ["train", "--budget", "smoke", "--dataset", "synthetic", "--epochs", "400"]
+    args += ["--no-progress", "--threads", "1"]
+    env = {**os.environ, "DSR_RUNS": str(runs)}
+    proc = subprocess.Popen([sys.executable, "-m", "dsr", *args], cwd=PROJECT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(runs.glob("*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert err.strip() == "dsr: interrupted; run the same command again to resume"
+    again = dsr(*args, "--stop-after", "1", runs=runs)
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"resuming from its epoch-\d+ checkpoint \(\d+ to go\)", again.stdout)
