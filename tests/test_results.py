@@ -472,3 +472,16 @@ def test_a_length_multiplier_doubles_epochs_and_learning_rate_boundaries_only():
     for spec, message in (("dsr@2x", "applies to static"), ("static@x2", "expected @Nx")):
         with pytest.raises(results.ConfigError, match=message):
             results.method_config(base, spec, 0.9, 0)
+
+
+def test_mask_updates_count_deeprs_per_step_rewiring_not_its_per_epoch_log_entries():
+    class Record:
+        def __init__(self, events):
+            self.events = events
+
+        def reallocations(self):
+            return self.events
+
+    deepr = Record([{"epoch": e, "iterations": 600, "pruned": 5} for e in range(3)])
+    dsr = Record([{"epoch": 0, "pruned": 5}, {"epoch": 0, "pruned": 4}])
+    assert results.mask_updates(deepr) == 1800 and results.mask_updates(dsr) == 2
