@@ -849,16 +849,23 @@ def density_over_training(record) -> pd.DataFrame:
     rows = []
     if events:
         first = events[0]
-        start = [
-            a + p - g
-            for a, p, g in zip(
-                first["active"], first["pruned_per_tensor"], first["grown_per_tensor"]
-            )
-        ]
+        start = [a + p - g for a, p, g in zip(first["active"], first["pruned_per_tensor"],
+                                              grown_per_tensor(first))]  # fmt: skip
         rows += tensor_rows(0, 0, start, tensors)
     for e in events:
         rows += tensor_rows(e["step"], e["epoch"], e["active"], tensors)
     return pd.DataFrame(rows, columns=columns)
+
+
+def grown_per_tensor(event: dict) -> list[int]:
+    """The weights each tensor regrew in one logged reallocation: logged by DSR, SET and SNFS;
+    none where nothing grew (pruning); else (RigL, DeepR) as many as it pruned, since those
+    methods keep every tensor's count (their logged ``active`` never changes)."""
+    if "grown_per_tensor" in event:
+        return list(event["grown_per_tensor"])
+    if event.get("grown", 0) == 0:
+        return [0] * len(event["pruned_per_tensor"])
+    return list(event["pruned_per_tensor"])
 
 
 def tensor_rows(step: int, epoch: int, active: list[int], tensors: list[dict]) -> list[dict]:

@@ -485,3 +485,24 @@ def test_mask_updates_count_deeprs_per_step_rewiring_not_its_per_epoch_log_entri
     deepr = Record([{"epoch": e, "iterations": 600, "pruned": 5} for e in range(3)])
     dsr = Record([{"epoch": 0, "pruned": 5}, {"epoch": 0, "pruned": 4}])
     assert results.mask_updates(deepr) == 1800 and results.mask_updates(dsr) == 2
+
+
+@pytest.mark.parametrize("method", ["dsr", "set", "snfs", "rigl", "deepr", "pruning"])
+def test_density_over_training_reads_every_methods_event_log(method):
+    """Notebook 4 draws any method: the density at step 0 comes out of each method's own
+    event shape (the committed run of each method at s = 0.9 where there is one)."""
+    from dsr.config import preset
+    from dsr.data import PROJECT
+    from dsr.runs import load_run
+
+    cfg = preset("lenet300-mnist", "paper", method=method, sparsity=0.9, seed=0)
+    record = load_run(cfg, PROJECT / "data" / "runs")
+    assert record is not None, f"the committed {method} run at s = 0.9, seed 0 is missing"
+    over = results.density_over_training(record)
+    start = over[over.step == 0]
+    numel = {t["name"]: t["numel"] for t in record.summary["density"]["tensors"]}
+    assert list(start.tensor) == list(numel)
+    assert all(0 < a <= numel[t] for t, a in zip(start.tensor, start.active))
+    if method != "pruning":  # a sparse start at 1 - s overall
+        total = sum(numel.values())
+        assert abs(start.active.sum() / total - 0.1) < 0.002
