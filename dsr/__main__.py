@@ -389,7 +389,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise CommandError("--epochs must be at least 2 (the first one warms up)")
     from dsr.bench import main as bench_main
 
-    return bench_main(args)
+    return bench_main(args, runtime_from_args(args))
 
 
 def cmd_book(args: argparse.Namespace) -> int:

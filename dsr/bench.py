@@ -30,6 +30,7 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,9 @@ from torch import nn
 
 from dsr.methods import sparsify
 from dsr.models import create_model, input_shape
+
+if TYPE_CHECKING:
+    from dsr.train import Runtime
 
 
 def make(model_name: str, method: str, sparsity: float, device: str):
@@ -356,11 +360,10 @@ def print_throughput(images: int, epochs: int, device: str, runtime) -> dict:
     return out
 
 
-def main(args) -> int:
-    from dsr.__main__ import runtime_from_args
-
+def main(args, runtime: Runtime) -> int:
+    """``python -m dsr bench`` with its parsed options ``args``, under ``runtime`` (the CLI
+    builds it from the options: this module imports nothing above the training loop)."""
     device = args.device
-    runtime = runtime_from_args(args)
     torch.set_flush_denormal(runtime.flush_denormal)  # as training does
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
     if str(device).startswith("cuda"):
