@@ -597,7 +597,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dsr: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("dsr: interrupted; run the same command again to resume", file=sys.stderr)
+        trains = (
+            args.func in (cmd_train, cmd_sweep) or getattr(args, "profile", "default") != "default"
+        )
+        again = "; run the same command again to resume" if trains else ""
+        print(f"dsr: interrupted{again}", file=sys.stderr)
         return 130
 
 
