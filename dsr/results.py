@@ -292,11 +292,11 @@ def run_row(
             return {**row, "status": "not available", "reason": str(e)}
     if record is None:
         path = run_dir(cfg, root)
-        if (path / "failed.json").exists():
+        failed = (path / "failed.json").exists()
+        if failed:
             reason = f"diverged: see {path.name}/failed.json"
         else:  # only the default profile gets here: it reads the cache and never trains
             reason = f"not in the run cache (config {cfg.hash}); this profile never trains"
-        failed = (path / "failed.json").exists()
         return {
             **row,
             "status": "failed" if failed else "not run",
@@ -701,6 +701,18 @@ def paper_means(model: str, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "sparsity", "runs", "accuracy"])
 
 
+def summary_cells(prefix: str, paper: str, ours: str, scope: str, label: str) -> dict[str, str]:
+    """One row of the book's summary table, keyed ``<prefix>summary_*``: the paper's and our
+    cells, the scope, the verdict label and its badge."""
+    return {
+        f"{prefix}summary_paper": paper,
+        f"{prefix}summary_ours": ours,
+        f"{prefix}summary_scope": scope,
+        f"{prefix}summary_verdict": label,
+        f"{prefix}summary_badge": badge(label),
+    }
+
+
 def scope_text(st: Study, sparsity: float | None = None, seeds: str = "") -> str:
     """A summary row's scope: network, data, budget, paper version, sparsity, seeds."""
     name = MODEL_NAMES.get(st.model, st.model)
@@ -731,20 +743,20 @@ def summary_row(st: Study, verdict: Verdict, a: str, b: str, prefix: str = "") -
     )
     theirs = pair_text(paper_means(st.model, st.dataset), a, b, s)
     ours = pair_text(ours_means, a, b, s)
-    return {
-        f"{prefix}summary_paper": theirs if theirs != "-" else "not in the paper",
-        f"{prefix}summary_ours": ours if ours != "-" else "not run here",
-        f"{prefix}summary_scope": scope_text(st, s, seeds if ours != "-" else ""),
-        f"{prefix}summary_verdict": verdict.label,
-        f"{prefix}summary_badge": badge(verdict.label),
-    }
+    return summary_cells(
+        prefix,
+        theirs if theirs != "-" else "not in the paper",
+        ours if ours != "-" else "not run here",
+        scope_text(st, s, seeds if ours != "-" else ""),
+        verdict.label,
+    )
 
 
 def cost_table(st: Study) -> pd.DataFrame:
     """Reallocation cost per method and device: mask updates per epoch (exact, from the logs;
-    DeepR's one per optimizer step)
-    and wall seconds per epoch, the median and range of the runs on that device (measured on
-    whatever machine ran the run; noisy on a shared CPU; never combined across devices)."""
+    DeepR's one per optimizer step) and wall seconds per epoch, the median and range of the
+    runs on that device (measured on whatever machine ran the run; noisy on a shared CPU; never
+    combined across devices)."""
     done = st.done()
     rows = []
     for label, g in done.groupby("label", sort=False):
@@ -1052,16 +1064,13 @@ def imagenet_summary(table: pd.DataFrame, st: Study) -> dict[str, str]:
     ours = summarize(st)
     ours = ours[(ours.sparsity == s) & (ours.runs > 0)].set_index("method")
     ran = {"dsr", "static"} <= set(ours.index)
-    label = verdict_beats(st, "dsr", ["static"]).label
-    return {
-        "summary_paper": f"{ok.top1['dsr']} vs {ok.top1['static']} (top-1, one run each)",
-        "summary_ours": pair_text(ours.reset_index(), "dsr", "static", s)
-        if ran
-        else "not run here",
-        "summary_scope": scope_text(st, s) if ran else "ResNet-50 / ImageNet: not run here",
-        "summary_verdict": label,
-        "summary_badge": badge(label),
-    }
+    return summary_cells(
+        "",
+        f"{ok.top1['dsr']} vs {ok.top1['static']} (top-1, one run each)",
+        pair_text(ours.reset_index(), "dsr", "static", s) if ran else "not run here",
+        scope_text(st, s) if ran else "ResNet-50 / ImageNet: not run here",
+        verdict_beats(st, "dsr", ["static"]).label,
+    )
 
 
 def paper_pivot(model: str, dataset: str) -> pd.DataFrame:
@@ -1111,22 +1120,20 @@ def density_summary(parts: list[tuple[Study, Verdict]]) -> dict[str, str]:
         t = v.pairs
         ran = v.label != "not run here"
         runs = f"{len(t)} run" + ("s" if len(t) != 1 else "")
+        pairs = (  # the verdict's pairs table has these columns only when runs were read
+            f"larger sparser in {t['larger sparser'].sum()} of {t['size pairs'].sum()} size pairs"
+            if ran
+            else "not run here"
+        )
         out.update(
-            {
-                f"{st.model}_summary_paper": (
-                    "larger and deeper tensors end sparser (figure)"
-                    if st.model == "wrn28_2"
-                    else "not in the paper"
-                ),
-                f"{st.model}_summary_ours": (
-                    f"larger sparser in {t['larger sparser'].sum()} of {t['size pairs'].sum()} "
-                    "size pairs"
-                    if ran
-                    else "not run here"
-                ),
-                f"{st.model}_summary_scope": scope_text(st, None, runs if ran else ""),
-                f"{st.model}_summary_verdict": v.label,
-                f"{st.model}_summary_badge": badge(v.label),
-            }
+            summary_cells(
+                f"{st.model}_",
+                "larger and deeper tensors end sparser (figure)"
+                if st.model == "wrn28_2"
+                else "not in the paper",
+                pairs,
+                scope_text(st, None, runs if ran else ""),
+                v.label,
+            )
         )
     return out
