@@ -154,13 +154,10 @@ def one_legend(fig: Figure, axes: list[Axes]) -> None:
 
 
 def dense_line(ax: Axes, done: pd.DataFrame) -> None:
+    """The dense runs' mean as a dashed line; its label joins the figure's legend."""
     dense = done[done.method == "dense"]
     if len(dense):
         ax.axhline(dense.test_acc.mean(), color="0.3", ls="--", lw=1, label="dense (mean)")
-        ax.legend(
-            title="method", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
-            frameon=False,
-        )  # fmt: skip
 
 
 def seed_text(st: results.Study) -> str:
@@ -251,14 +248,11 @@ def imagenet(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def table(df: pd.DataFrame, empty: str = ""):
+def table(df: pd.DataFrame):
     """A table for a page: no index column, floats in their shortest form, text uncut and
-    HTML-escaped (a p-value reads "< 0.001"). An empty table prints nothing, or the sentence
-    ``empty`` (e.g. "Every run of this page is in the run cache.")."""
+    HTML-escaped (a p-value reads "< 0.001"). An empty table prints nothing."""
     if df.empty:
-        from IPython.display import Markdown
-
-        return Markdown(empty) if empty else None
+        return None
     return df.style.hide(axis="index").format(
         lambda v: f"{v:g}" if isinstance(v, float) else v, na_rep="-", escape="html"
     )
