@@ -278,7 +278,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     setup_runtime(args, os.cpu_count())
     from dsr import distributed
-    from dsr.runs import load_run, run, run_dir
+    from dsr.runs import checkpoint_epoch, load_run, run, run_dir
 
     device = distributed.init_from_env(args.device)
     try:
@@ -293,7 +293,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         stored = load_run(cfg, args.runs_root)
         if stored is None:
             epoch = checkpoint_epoch(run_dir(cfg, args.runs_root))
-            if epoch:
+            if epoch > 0:
                 say(f"resuming from its epoch-{epoch} checkpoint ({cfg.epochs - epoch} to go)")
         record = stored or run(
             cfg,
@@ -320,16 +320,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{s['wall_seconds']:.0f} s"
     )
     return 0
-
-
-def checkpoint_epoch(folder: Path) -> int:
-    """The epochs done by the checkpoint in ``folder`` (0 when there is none or it is bad)."""
-    from dsr.io import CheckpointError, load_checkpoint
-
-    try:
-        return int(load_checkpoint(folder / "checkpoint.pt")["epoch"])
-    except (CheckpointError, OSError, KeyError):
-        return 0
 
 
 def parse_list(text: str, kind: type, name: str) -> list:

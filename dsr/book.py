@@ -259,8 +259,8 @@ def generate(src: Path, runs_root: Path | None) -> None:
     ``_config.yml`` where one is known."""
     from dsr.runs import export_csv
 
-    export_csv(src / "_static" / "runs.csv", runs_root)
-    (src / "book" / "_compute.md").write_text(compute_table(runs_root))
+    runs = export_csv(src / "_static" / "runs.csv", runs_root)
+    (src / "book" / "_compute.md").write_text(compute_table(runs))
     url = repository_url()
     if url:
         config = yaml.safe_load((src / "_config.yml").read_text())
@@ -269,19 +269,17 @@ def generate(src: Path, runs_root: Path | None) -> None:
         (src / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def compute_table(runs_root: Path | None) -> str:
-    """Markdown: the compute the finished runs of the run cache took, per network, data and
-    device kind (CPU-hours: wall time x threads x processes; GPU-hours: wall time x
-    processes), and the total."""
+def compute_table(runs: list[dict[str, Any]]) -> str:
+    """Markdown: the compute the finished runs ``runs`` (rows of :func:`dsr.runs.export_csv`)
+    took, per network, data and device kind (CPU-hours: wall time x threads x processes;
+    GPU-hours: wall time x processes), and the total."""
     import pandas as pd
 
     from dsr.results import MODEL_NAMES
-    from dsr.runs import cache_rows
 
-    rows = pd.DataFrame(cache_rows(runs_root))
-    done = rows[rows.status == "done"] if len(rows) else rows
-    if done.empty:
+    if not runs:
         return "No finished run is in the run cache this build read.\n"
+    done = pd.DataFrame(runs)
     done = done.assign(device=["GPU" if g > 0 else "CPU" for g in done.gpu_hours])
     lines = [
         "| network | data | device | runs | CPU-hours | GPU-hours |",

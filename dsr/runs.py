@@ -293,6 +293,25 @@ def threads_of(device: str) -> int:
     return int(match.group(1)) if match else 1
 
 
+def run_hours(summary: dict[str, Any]) -> tuple[float, float]:
+    """CPU-hours and GPU-hours of a finished run: wall time x torch threads x processes on a
+    CPU, wall time x processes on CUDA (the other is 0)."""
+    processes = max([r.get("processes", 1) for r in summary.get("runtime", [])] or [1])
+    hours = summary["wall_seconds"] * processes / 3600
+    if summary["device"].startswith("cuda"):
+        return 0.0, hours
+    return hours * threads_of(summary["device"]), 0.0
+
+
+def checkpoint_epoch(folder: Path) -> int:
+    """The epochs done by the checkpoint in run folder ``folder``; -1 when it has none or
+    the checkpoint cannot be read."""
+    try:
+        return int(io.load_checkpoint(folder / "checkpoint.pt")["epoch"])
+    except (io.CheckpointError, OSError, KeyError):
+        return -1
+
+
 def cache_rows(root: Path | None = None) -> list[dict[str, Any]]:
     """One row per run folder under ``root``: what it trains, how far it got, what it cost.
 
@@ -309,15 +328,13 @@ def cache_rows(root: Path | None = None) -> list[dict[str, Any]]:
         )  # fmt: skip
         if (folder / SUMMARY).exists():
             summary = io.read_json(folder / SUMMARY)
-            processes = max([r.get("processes", 1) for r in summary.get("runtime", [])] or [1])
-            hours = summary["wall_seconds"] * processes / 3600
-            cuda = summary["device"].startswith("cuda")
+            cpu_hours, gpu_hours = run_hours(summary)
             row.update(
                 status="done",
                 test_acc=summary["final_test_acc"],
                 seconds=summary["wall_seconds"],
-                cpu_hours=0.0 if cuda else hours * threads_of(summary["device"]),
-                gpu_hours=hours if cuda else 0.0,
+                cpu_hours=cpu_hours,
+                gpu_hours=gpu_hours,
             )
         elif (folder / FAILED).exists():
             row["status"] = "failed"
@@ -336,30 +353,28 @@ CSV_RESULTS = (
 )  # fmt: skip
 
 
-def export_csv(path: Path, root: Path | None = None) -> int:
+def export_csv(path: Path, root: Path | None = None) -> list[dict[str, Any]]:
     """Write one CSV row per finished run under ``root``: its config hash, every config field,
     then :data:`CSV_RESULTS` (final and best test accuracy, device, precision, code commit,
-    data, wall time, CPU- and GPU-hours as :func:`cache_rows` counts them). Returns the rows."""
+    data, wall time, CPU- and GPU-hours as :func:`run_hours` counts them). Returns the rows."""
     import csv
 
-    cost = {r["hash"]: r for r in cache_rows(root)}
     fields = list(RunConfig.__dataclass_fields__)
+    # a field added after a run was trained holds its default (which kept the run's hash)
+    defaults = {k: f.default for k, f in RunConfig.__dataclass_fields__.items()}
     rows = []
-    for h, c in sorted(cost.items()):
-        if c["status"] != "done":
-            continue
-        summary = io.read_json((root or runs_root()) / h / SUMMARY)
-        defaults = {k: f.default for k, f in RunConfig.__dataclass_fields__.items()}
-        # a field added after the run was trained holds its default (which kept the hash)
+    for done in sorted((root or runs_root()).glob(f"*/{SUMMARY}")):
+        summary = io.read_json(done)
         values = {**defaults, **summary["config"], **{k: summary.get(k, "") for k in CSV_RESULTS}}
-        values.update(cpu_hours=round(c["cpu_hours"], 4), gpu_hours=round(c["gpu_hours"], 4))
-        rows.append({"hash": h, **{k: values.get(k, "") for k in [*fields, *CSV_RESULTS]}})
+        cpu_hours, gpu_hours = run_hours(summary)
+        values.update(cpu_hours=round(cpu_hours, 4), gpu_hours=round(gpu_hours, 4))
+        rows.append({"hash": done.parent.name, **{k: values[k] for k in [*fields, *CSV_RESULTS]}})
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["hash", *fields, *CSV_RESULTS])
         writer.writeheader()
         writer.writerows(rows)
-    return len(rows)
+    return rows
 
 
 def cache_report(root: Path | None = None) -> str:

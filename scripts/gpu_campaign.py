@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dsr import io  # noqa: E402
+from dsr.runs import checkpoint_epoch  # noqa: E402
 
 PROTOCOL = "wrn28_2-cifar10"
 # (method, sparsity, seeds, extra config fields) in the order the runs are wanted
@@ -148,13 +149,6 @@ def copy_folder(src: Path, dst: Path, files: list[str] | None = None) -> None:
         dst.rename(old)
     staging.rename(dst)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def checkpoint_epoch(folder: Path) -> int:
-    try:
-        return int(io.load_checkpoint(folder / "checkpoint.pt")["epoch"])
-    except (io.CheckpointError, OSError, KeyError):
-        return -1
 
 
 def restore(sources: list[Path], work: Path) -> None:
