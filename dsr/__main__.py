@@ -45,8 +45,14 @@ FIELD_HELP = {
     "grow_init": "value of regrown weights: zero (official) or kaiming",
     "reset_momentum": "zero the momentum of regrown weights (official: false)",
     "granularity": "DSR prunes and regrows single weights or whole kxk kernels: weight | kernel",
+    "regrowth": "ablation, where DSR regrows: paper (by surviving weights) | within (each tensor "
+    "its own pruned count) | anti (by zeros) | uniform (equal shares)",
+    "prune_rule": "ablation, what DSR prunes: threshold (|w| < adaptive H, official) | topk "
+    "(exactly Np smallest |w|)",
+    "realloc_start": "ablation: no reallocation before this epoch (DSR, SET; 0: official)",
     "image_size": "side of the square crops of streamed images (imagenet; 0: the model's 224)",
-    "sparse_init": "initial masks: uniform (same sparsity per tensor) or erk",
+    "sparse_init": "initial masks: uniform (same sparsity per tensor), erk, or protect_output "
+    "(uniform, LeNet-300-100's output layer kept at 100 weights above s = 0.9)",
     "source_epochs": "pruning / static_replica: epochs of the run they start from (0: epochs)",
     "source_lr_schedule": "pruning / static_replica: the source run's lr_schedule ('': same)",
     "source_weight_decay": "pruning / static_replica: the source run's weight_decay (-1: same)",

@@ -57,6 +57,10 @@ class RunConfig:
     realloc_stop: int = 90  # no reallocation from this epoch on
     grow_init: str = "zero"  # value of regrown weights: zero (official) | kaiming
     reset_momentum: bool = False  # zero the momentum of regrown weights (official: no)
+    # DSR ablations (not in the paper): where regrowth goes, how the pruned weights are chosen
+    regrowth: str = "paper"  # paper (by surviving weights) | within | anti (by zeros) | uniform
+    prune_rule: str = "threshold"  # threshold (adaptive global H, official) | topk (exactly Np)
+    realloc_start: int = 0  # no reallocation before this epoch (DSR, SET; 0: official)
     # initial masks of the methods that draw them at random
     sparse_init: str = "uniform"  # uniform (official) | erk (Erdos-Renyi-kernel, RigL paper)
     # runs that start from another cached run (pruning: a dense run; static_replica: a dsr run)
@@ -151,7 +155,9 @@ def coerce(name: str, value: Any) -> Any:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "grow_init": ("zero", "kaiming"),
-    "sparse_init": ("uniform", "erk"),
+    "sparse_init": ("uniform", "erk", "protect_output"),
+    "regrowth": ("paper", "within", "anti", "uniform"),
+    "prune_rule": ("threshold", "topk"),
     "set_variant": ("dsr", "original"),
     "deepr_sign_reference": ("previous", "stale_init"),
     "replica_init": ("fresh", "source"),
@@ -205,8 +211,22 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"source_weight_decay must be -1 or >= 0, got {cfg.source_weight_decay}")
     if cfg.replica_of_seed < -1:
         raise ConfigError(f"replica_of_seed must be -1 or a seed, got {cfg.replica_of_seed}")
-    if cfg.granularity != "weight" and "granularity" not in METHODS[cfg.method].config_fields:
-        raise ConfigError(f"granularity {cfg.granularity!r} is not an option of {cfg.method}")
+    for name in ("granularity", "regrowth", "prune_rule", "realloc_start"):
+        default = RunConfig.__dataclass_fields__[name].default
+        if getattr(cfg, name) != default and name not in METHODS[cfg.method].config_fields:
+            raise ConfigError(f"{name} {getattr(cfg, name)!r} is not an option of {cfg.method}")
+    if cfg.granularity == "kernel" and (cfg.regrowth != "paper" or cfg.prune_rule != "threshold"):
+        raise ConfigError("granularity 'kernel' runs the paper's regrowth and threshold only")
+    if cfg.realloc_start < 0 or cfg.realloc_start >= max(1, cfg.realloc_stop):
+        raise ConfigError(
+            f"realloc_start must be in [0, realloc_stop = {cfg.realloc_stop}), "
+            f"got {cfg.realloc_start}"
+        )
+    if cfg.sparse_init == "protect_output" and cfg.model != "lenet300":
+        raise ConfigError(
+            "sparse_init 'protect_output' is the official rule for lenet300's 10 x 100 output "
+            f"layer; {cfg.model} has no such layer"
+        )
     if cfg.granularity == "kernel" and cfg.model == "lenet300":
         raise ConfigError("granularity 'kernel' needs convolutions: lenet300 has none")
     reads_np = "np_target" in METHODS[cfg.method].config_fields and not cfg.set_zeta > 0

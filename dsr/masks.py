@@ -88,6 +88,37 @@ def erk_counts(shapes: Sequence[Sequence[int]], density: float) -> list[int]:
     return counts
 
 
+# official main.py, mnist_mlp: LeNet-300-100's 10 x 100 output layer, and the sparsity that
+# layer stops at when the target is above it (the official compressed baseline's rule)
+OUTPUT_LAYER, OUTPUT_SPARSITY = (10, 100), 0.9
+
+
+def protected_sparsities(shapes: Sequence[Sequence[int]], sparsity: float) -> list[float]:
+    """Per-tensor sparsities with the official code's output-layer rule: above s = 0.9, the
+    10 x 100 output layer (:data:`OUTPUT_LAYER`) keeps sparsity 0.9 (100 weights) and the other
+    tensors share the rest of the budget, (1 - s) * total - 100 weights, at one common
+    sparsity; otherwise (or without such a layer) every tensor at ``sparsity``."""
+    numels = [math.prod(s) for s in shapes]
+    top = [tuple(s) == OUTPUT_LAYER for s in shapes]
+    if sparsity <= OUTPUT_SPARSITY or not any(top) or all(top):
+        return [sparsity] * len(numels)
+    top_n = sum(n for n, t in zip(numels, top) if t)
+    available = (1 - sparsity) * sum(numels) - (1 - OUTPUT_SPARSITY) * top_n
+    rest = 1 - available / (sum(numels) - top_n)
+    return [OUTPUT_SPARSITY if t else rest for t in top]
+
+
+def grouped_counts(numels: Sequence[int], sparsities: Sequence[float]) -> list[int]:
+    """Exact active counts per tensor when tensors may have different sparsities: per group of
+    tensors with one sparsity, :func:`exact_counts` at that group's density."""
+    counts = [0] * len(numels)
+    for s in dict.fromkeys(sparsities):
+        group = [i for i, g in enumerate(sparsities) if g == s]
+        for i, c in zip(group, exact_counts([numels[i] for i in group], 1.0 - s)):
+            counts[i] = c
+    return counts
+
+
 def random_mask(numel: int, count: int, generator: torch.Generator) -> torch.Tensor:
     """A flat bool mask with exactly ``count`` True entries at uniformly random positions."""
     mask = torch.zeros(numel, dtype=torch.bool)
@@ -155,6 +186,13 @@ class Masks:
         """Erdos-Renyi-kernel densities (RigL paper), exact counts, random positions."""
         shapes = [tuple(w.shape) for w in self.weights]
         self.init_counts(erk_counts(shapes, 1.0 - sparsity), generator)
+
+    def init_protected(self, sparsity: float, generator: torch.Generator) -> None:
+        """Uniform, except the official output-layer rule (:func:`protected_sparsities`)."""
+        shapes = [tuple(w.shape) for w in self.weights]
+        self.init_counts(
+            grouped_counts(self.numels, protected_sparsities(shapes, sparsity)), generator
+        )
 
     def init_counts(self, counts: Sequence[int], generator: torch.Generator) -> None:
         """Random masks with the given active count per tensor; zero the inactive weights."""

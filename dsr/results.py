@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from dsr.config import BUDGETS, PROTOCOLS, ConfigError, RunConfig, preset
+from dsr.config import BUDGETS, PROTOCOLS, ConfigError, RunConfig, coerce, preset
 from dsr.data import PROJECT
 from dsr.schedules import Schedule
 
@@ -119,9 +119,11 @@ def method_name(spec: str) -> str:
 
 
 def method_config(base: dict[str, Any], spec: str, sparsity: float, seed: int) -> RunConfig:
-    """The config of method ``spec`` in a study: ``name``, ``name:variant``, and either with
-    ``@Nx`` (``static_replica:fresh@2x``): N times the protocol's epochs, with the learning-rate
-    boundaries scaled by N (a replica's source stays the protocol's DSR run).
+    """The config of method ``spec`` in a study: ``name``, ``name:variant``, or
+    ``name:field=value`` (several joined by ``+``: ``dsr:regrowth=within+realloc_stop=10``, the
+    ablations), and any of them with ``@Nx`` (``static_replica:fresh@2x``): N times the
+    protocol's epochs, with the learning-rate boundaries scaled by N (a replica's source stays
+    the protocol's DSR run).
 
     Raises:
         ConfigError: the method or its variant field is not in this version of the package,
@@ -134,7 +136,13 @@ def method_config(base: dict[str, Any], spec: str, sparsity: float, seed: int) -
     if name not in METHODS:
         raise ConfigError(f"method {name!r} is not available in this version of dsr")
     overrides: dict[str, Any] = dict(method=name, sparsity=0.0 if name == "dense" else sparsity)
-    if variant:
+    if "=" in variant:
+        for part in variant.split("+"):
+            key, eq, value = part.partition("=")
+            if not eq or key in ("method", "sparsity", "seed"):
+                raise ConfigError(f"method spec {spec!r}: expected name:field=value, got {part!r}")
+            overrides[key] = coerce(key, value)
+    elif variant:
         if name not in VARIANT_FIELDS:
             raise ConfigError(f"method {name!r} has no variants")
         overrides[VARIANT_FIELDS[name]] = variant

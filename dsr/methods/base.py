@@ -109,9 +109,13 @@ class Method:
     # --- the two hooks ----------------------------------------------------------------------
     def init_masks(self) -> None:
         """Initial masks, exact counts at random positions: the same sparsity in every tensor
-        (``uniform``, official code) or Erdos-Renyi-kernel densities (``erk``, RigL paper)."""
+        (``uniform``, official code), Erdos-Renyi-kernel densities (``erk``, RigL paper), or
+        uniform with LeNet-300-100's output layer kept at 100 weights above s = 0.9
+        (``protect_output``, the official compressed baseline's rule, an ablation here)."""
         if self.sparse_init == "erk":
             self.masks.init_erk(self.sparsity, self.generator)
+        elif self.sparse_init == "protect_output":
+            self.masks.init_protected(self.sparsity, self.generator)
         else:
             self.masks.init_uniform(self.sparsity, self.generator)
 
@@ -188,17 +192,28 @@ class Scheduled(Method):
     """A method that reallocates every P steps, P from a per-epoch schedule, until a stop epoch.
 
     Official DSR code: the first reallocation happens at step P (not 0), none from
-    ``realloc_stop`` on.
+    ``realloc_stop`` on. ``realloc_start`` (an ablation, 0 in the official code) keeps the
+    masks static before that epoch: the steps counted from 0 as before, so the reallocations
+    that happen are those of the official schedule from that epoch on.
     """
 
-    def __init__(self, model: nn.Module, *, realloc_schedule: str, realloc_stop: int, **kw):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        realloc_schedule: str,
+        realloc_stop: int,
+        realloc_start: int = 0,
+        **kw,
+    ):
         self.periods = Schedule.parse(realloc_schedule, "realloc_schedule")
-        self.realloc_stop = realloc_stop
+        self.realloc_start, self.realloc_stop = realloc_start, realloc_stop
         super().__init__(model, **kw)
 
     def is_update_step(self, step: int) -> bool:
         epoch = self.epoch_of(step)
-        return epoch < self.realloc_stop and step % int(self.periods(epoch)) == 0
+        in_window = self.realloc_start <= epoch < self.realloc_stop
+        return in_window and step % int(self.periods(epoch)) == 0
 
 
 def split_proportional(total: int, weights: Sequence[int], capacity: Sequence[int]) -> list[int]:

@@ -14,6 +14,20 @@ class reproduces by default:
 * adapt H: halve it if K > (1 + delta) Np, double it if K < (1 - delta) Np.
 
 Options that the paper leaves open: ``grow_init`` ("zero" | "kaiming") and ``reset_momentum``.
+
+Ablations, none of them the paper's (each a named option; the default is the official rule):
+
+* ``regrowth``: where the K regrown weights go. ``paper``: in proportion to each tensor's
+  surviving active count (the official code); ``within``: each tensor regrows exactly what it
+  pruned, so no parameter moves across tensors (the counts stay those of the initial masks,
+  as in SET, but with DSR's global threshold choosing how many each tensor prunes); ``anti``:
+  in proportion to each tensor's zeros after the prune; ``uniform``: equal shares (largest
+  remainder, ties to the earlier tensor). Every mode keeps the total at exactly K.
+* ``prune_rule``: ``threshold`` prunes |w| < H with the adaptive H (official); ``topk``
+  prunes exactly the Np smallest active |w| of all sparse tensors (ties by position), a
+  global sort the paper's threshold avoids; H is then not used, and the event logs the |w|
+  of the largest weight pruned as its threshold.
+* ``realloc_start`` (:class:`dsr.methods.base.Scheduled`): static masks before that epoch.
 ``granularity="kernel"`` prunes and regrows whole kxk kernels scored by their mean |w|, as in
 the paper's extra runs with structured sparsity (:mod:`dsr.methods.kernels`).
 """
@@ -40,6 +54,9 @@ class DSR(Scheduled):
         "grow_init",
         "reset_momentum",
         "granularity",
+        "regrowth",
+        "prune_rule",
+        "realloc_start",
     )
 
     def __init__(
@@ -54,11 +71,13 @@ class DSR(Scheduled):
         grow_init: str = "zero",
         reset_momentum: bool = False,
         granularity: str = "weight",
+        regrowth: str = "paper",
+        prune_rule: str = "threshold",
         **kw,
     ):
         self.np_target, self.threshold, self.delta = np_target, h0, delta
         self.grow_init, self.reset_momentum = grow_init, reset_momentum
-        self.granularity = granularity
+        self.granularity, self.regrowth, self.prune_rule = granularity, regrowth, prune_rule
         super().__init__(model, realloc_schedule=realloc_schedule, realloc_stop=realloc_stop, **kw)
 
     def init_masks(self) -> None:
@@ -68,12 +87,30 @@ class DSR(Scheduled):
             super().init_masks()
 
     @torch.no_grad()
+    def topk_drops(self) -> list[torch.Tensor]:
+        """``prune_rule="topk"``: per tensor, a bool of the Np smallest active |w| of all
+        sparse tensors together (ties broken by position)."""
+        tensors = self.masks.tensors
+        scores = torch.cat(
+            [t.weight.abs().masked_fill(~t.mask, float("inf")).view(-1) for t in tensors]
+        )
+        k = min(self.np_target, self.masks.total_active())
+        drop = torch.zeros_like(scores, dtype=torch.bool)
+        drop[torch.topk(scores, k, largest=False, sorted=False).indices] = True
+        return list(drop.split(self.masks.numels))
+
+    @torch.no_grad()
     def prune(self) -> list[torch.Tensor]:
-        """Drop active weights with |w| < H in every tensor; return the flat pruned positions."""
+        """Drop active weights with |w| < H in every tensor (or, under ``topk``, the Np
+        smallest); return the flat pruned positions."""
         pruned = []
-        for t in self.masks.tensors:
+        drops = self.topk_drops() if self.prune_rule == "topk" else None
+        if drops is not None:  # the threshold this prune implies, for the log
+            w = torch.cat([t.weight.view(-1)[d] for t, d in zip(self.masks.tensors, drops)])
+            self.last_cut = float(w.abs().max()) if len(w) else 0.0
+        for i, t in enumerate(self.masks.tensors):
             w, m = t.weight.view(-1), t.mask.view(-1)
-            drop = m & (w.abs() < self.threshold)
+            drop = drops[i] if drops is not None else m & (w.abs() < self.threshold)
             if bool(drop.sum() == m.sum()) and bool(m.any()):  # never empty a tensor (not
                 # the official choice: it keeps the first active position, we the largest |w|)
                 drop[torch.where(m, w.abs(), -1.0).argmax()] = False
@@ -84,7 +121,7 @@ class DSR(Scheduled):
 
     @torch.no_grad()
     def grow(self, pruned: list[torch.Tensor]) -> list[int]:
-        """Regrow sum(len(pruned)) weights in proportion to the surviving counts."""
+        """Regrow sum(len(pruned)) weights, split across tensors by :meth:`counts`."""
         surviving = self.masks.active_counts()
         total = sum(len(p) for p in pruned)
         capacity = [n - a - len(p) for n, a, p in zip(self.masks.numels, surviving, pruned)]
@@ -93,7 +130,7 @@ class DSR(Scheduled):
         exclude = total <= sum(capacity)
         if not exclude:
             capacity = [n - a for n, a in zip(self.masks.numels, surviving)]
-        counts = split_proportional(total, surviving, capacity)
+        counts = self.counts(total, surviving, [len(p) for p in pruned], capacity)
         for t, p, g in zip(self.masks.tensors, pruned, counts):
             if g == 0:
                 continue
@@ -109,6 +146,21 @@ class DSR(Scheduled):
                 self.reset_momentum_at(t.weight, pick)
         return counts
 
+    def counts(
+        self, total: int, surviving: list[int], pruned: list[int], capacity: list[int]
+    ) -> list[int]:
+        """How many of the ``total`` regrown weights each tensor gets (``regrowth``)."""
+        if self.regrowth == "within" and all(p <= c for p, c in zip(pruned, capacity)):
+            return list(pruned)
+        if self.regrowth == "within":  # not enough free positions: as close as capacity allows
+            return split_proportional(total, pruned, capacity)
+        weights = {
+            "paper": surviving,
+            "anti": [n - a for n, a in zip(self.masks.numels, surviving)],
+            "uniform": [1] * len(surviving),
+        }[self.regrowth]
+        return split_proportional(total, weights, capacity)
+
     def update(self) -> dict:
         threshold = self.threshold
         if self.granularity == "kernel":
@@ -121,7 +173,9 @@ class DSR(Scheduled):
             grown = self.grow(pruned)
             pruned_per_tensor = [len(p) for p in pruned]
         k = sum(pruned_per_tensor)
-        if k > (1 + self.delta) * self.np_target:
+        if self.prune_rule == "topk":
+            threshold = self.threshold = self.last_cut
+        elif k > (1 + self.delta) * self.np_target:
             self.threshold /= 2
         elif k < (1 - self.delta) * self.np_target:
             self.threshold *= 2

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dsr.masks import exact_counts
+from dsr.masks import exact_counts, grouped_counts, protected_sparsities
 from dsr.methods.base import Method, register, source_config, source_run
 
 
@@ -54,10 +54,6 @@ def final_weights(record: Any, device: torch.device) -> dict:
     weights = train(record.config, None, device=str(device), progress=False).model.state_dict()
     io.save_torch({"model": weights}, path)
     return weights
-
-
-# official main.py, mnist_mlp: the output layer (out, in) and its sparsity when s is above it
-OUTPUT_LAYER, OUTPUT_SPARSITY = (10, 100), 0.9
 
 
 @register("pruning")
@@ -126,26 +122,15 @@ class Pruning(Method):
     def final_sparsities(self) -> list[float]:
         """Each tensor's final sparsity: the run's, except under ``official`` above s = 0.9 for
         the 10 x 100 output layer (0.9) and the others (their common share of the rest)."""
-        numels = self.masks.numels
-        top = [tuple(w.shape) == OUTPUT_LAYER for w in self.masks.weights]
-        if self.scope != "official" or self.sparsity <= OUTPUT_SPARSITY or not any(top):
-            return [self.sparsity] * len(numels)
-        top_n = sum(n for n, t in zip(numels, top) if t)
-        available = (1 - self.sparsity) * sum(numels) - (1 - OUTPUT_SPARSITY) * top_n
-        rest = 1 - available / (sum(numels) - top_n)
-        return [OUTPUT_SPARSITY if t else rest for t in top]
+        if self.scope != "official":
+            return [self.sparsity] * len(self.masks.numels)
+        return protected_sparsities([tuple(w.shape) for w in self.masks.weights], self.sparsity)
 
     def official_counts(self, k: int) -> list[int]:
         """Active counts after prune k under ``official``: per group of tensors with one final
         sparsity, exact counts at that group's s_k (so the last prune meets the total)."""
-        finals, numels = self.final_sparsities(), self.masks.numels
-        keep = [0] * len(numels)
-        for final in dict.fromkeys(finals):
-            group = [i for i, f in enumerate(finals) if f == final]
-            counts = exact_counts([numels[i] for i in group], 1.0 - self.target_sparsity(k, final))
-            for i, c in zip(group, counts):
-                keep[i] = c
-        return keep
+        targets = [self.target_sparsity(k, final) for final in self.final_sparsities()]
+        return grouped_counts(self.masks.numels, targets)
 
     def global_counts(self, total: int) -> list[int]:
         """Active counts per tensor that keep the ``total`` largest |w| of all active weights

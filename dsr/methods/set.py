@@ -44,6 +44,7 @@ class SET(Scheduled):
         "set_variant",
         "realloc_schedule",
         "realloc_stop",
+        "realloc_start",
         "grow_init",
         "reset_momentum",
     )
@@ -81,7 +82,8 @@ class SET(Scheduled):
     def is_update_step(self, step: int) -> bool:
         if self.variant == "dsr":
             return super().is_update_step(step)
-        return step % self.steps_per_epoch == 0 and self.epoch_of(step) < self.realloc_stop
+        epoch = self.epoch_of(step)
+        return step % self.steps_per_epoch == 0 and self.realloc_start <= epoch < self.realloc_stop
 
     @torch.no_grad()
     def drop_smallest(self, w: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
