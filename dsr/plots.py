@@ -181,6 +181,56 @@ def accuracy_by_method(st: results.Study) -> Figure:
     return fig
 
 
+def exploration(st: results.Study) -> Figure:
+    """Test accuracy against the epochs during which masks were reallocated (the window
+    [realloc_start, realloc_stop) of each run's config), one panel per sparsity: a window that
+    stops early (circles) or starts late (squares); the official window is among the circles.
+    Only DSR's runs (``dsr`` and its ``dsr:...`` variants) are drawn."""
+    done = st.done()
+    done = done[done.label.map(results.method_name) == "dsr"]
+    windows = {
+        (label, round(s, 6)): (cfg.realloc_start, min(cfg.realloc_stop, cfg.epochs))
+        for label, s, _, cfg in st.plan()
+        if not isinstance(cfg, str)
+    }
+    sparsities = sorted(set(done.sparsity)) or [None]
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(4 * len(sparsities) + 1, 3.6), layout="constrained")
+        axes = fig.subplots(1, len(sparsities), squeeze=False)[0]
+    if done.empty:
+        empty(axes[0], "not run here")
+        return fig
+    for ax, s in zip(axes, sparsities):
+        cell = done[done.sparsity == s].copy()
+        window = [windows[(label, round(s, 6))] for label in cell.label]
+        cell["start"] = [a for a, _ in window]
+        cell["explored"] = [b - a for a, b in window]
+        for late, marker, name in ((False, "o", "stops early"), (True, "s", "starts late")):
+            part = cell[(cell.start > 0) == late]
+            if part.empty:
+                continue
+            means = part.groupby("explored").test_acc.agg(list)
+            lows, highs = zip(*(t_interval(pd.Series(v)) for v in means))
+            mid = [float(pd.Series(v).mean()) for v in means]
+            colour = COLOURS["dsr"] if not late else SPARE[1]
+            ax.errorbar(means.index, mid, yerr=[[m - lo for m, lo in zip(mid, lows)],
+                        [hi - m for m, hi in zip(mid, highs)]], color=colour, marker=marker,
+                        capsize=3, label=f"window {name}")  # fmt: skip
+            ax.scatter(part.explored, part.test_acc, color=colour, marker=marker, s=14,
+                       alpha=0.6, edgecolor="black", linewidth=0.4)  # fmt: skip
+        ax.set_title(f"s = {s:g}")
+        ax.set_xlabel("epochs with reallocation")
+        ax.set_ylabel(ACCURACY_LABEL)
+    handles: dict[str, object] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2,
+               frameon=False)  # fmt: skip
+    fig.suptitle(f"ours ({st.variant()}, {st.budget} budget, seeds {seed_text(st)})")
+    return fig
+
+
 def cost(st: results.Study) -> Figure:
     """Mask updates per epoch of each method (log scale), from the runs' logs."""
     done = st.done().assign(per_epoch=lambda d: d.reallocations / d.epochs)

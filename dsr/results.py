@@ -44,7 +44,8 @@ PROFILES = ("default", "smoke", "cpu", "paper")
 # Notebook parameters that are not RunConfig fields (checked by tests/test_notebooks.py).
 NOTEBOOK_ONLY = {
     "profile": "default | smoke | cpu | paper (see the module docstring)",
-    "methods": "comma-separated method names, optionally name:variant and @Nx (N x the epochs)",
+    "methods": "comma-separated method names, optionally name:variant or name:field=value, and @Nx "
+    "(N x the epochs)",
     "sparsities": "comma-separated sparsities",
     "seeds": "comma-separated seeds",
     "runs_root": "run cache folder; empty: $DSR_RUNS or data/runs",

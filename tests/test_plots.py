@@ -29,6 +29,7 @@ def figures(st: results.Study):
     yield plots.cost(st)
     yield plots.density_over_training(over, results.final_density(record, over), "dsr")
     yield plots.imagenet(results.imagenet_table())
+    yield plots.exploration(st)
 
 
 def test_every_legend_has_a_fixed_place_and_drawing_warns_nothing(study):
@@ -81,3 +82,13 @@ def test_a_method_keeps_its_colour_on_every_page_and_variants_get_their_own():
     replicas = plots.palette(["dsr", "static_replica:fresh", "static_replica:source"])
     assert len(set(replicas.values())) == 3
     assert replicas["static_replica:fresh"] == plots.COLOURS["static_replica"]
+
+
+def test_the_exploration_figure_plots_each_run_at_its_window_length(study):
+    """Committed DSR runs: one panel per sparsity, each run a dot at epochs 0 to 90 (the
+    official window, ``realloc_stop`` 90 of 100 epochs)."""
+    fig = plots.exploration(study)
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["s = 0.9", "s = 0.99"]
+    dots = [c for c in axes[0].collections if len(c.get_offsets()) == 2]  # seeds 0, 1
+    assert dots and {float(x) for x, _ in dots[0].get_offsets()} == {90.0}
