@@ -31,6 +31,12 @@ COLOURS = {
     "static_replica": "#8C510A",  # brown
     "dense": "#4D4D4D",  # dark grey
 }
+# A fixed marker per method too, so that methods stay apart in grey print and where their
+# points coincide (the sparse methods' FLOPs at one sparsity).
+MARKERS = {
+    "dsr": "o", "static": "s", "pruning": "D", "thin_dense": "v", "set": "^", "deepr": "P",
+    "rigl": "X", "snfs": "*", "static_replica": "h", "dense": "d",
+}  # fmt: skip
 # For a second label of the same method in one figure (static_replica:fresh and :source).
 SPARE = ("#F0E442", "#882255", "#117733", "#44AA99", "#AA4499", "#332288")
 
@@ -82,7 +88,9 @@ def points(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str, colours: dict) 
     kw = dict(data=df, x=x, y=y, hue=hue, order=order, hue_order=hues, palette=colours, ax=ax)
     # stripplot's dodge puts hue level i at (i + 1/2) / n of a 0.8-wide slot; pointplot spreads
     # its levels evenly over `dodge`: 0.8 (n - 1) / n puts both at the same places
-    sns.pointplot(**kw, errorbar=t_interval, dodge=0.8 * (len(hues) - 1) / len(hues), capsize=0.1)
+    markers = [MARKERS.get(results.method_name(h), "o") for h in hues]
+    sns.pointplot(**kw, errorbar=t_interval, dodge=0.8 * (len(hues) - 1) / len(hues), capsize=0.1,
+                  markers=markers)  # fmt: skip
     sns.stripplot(**kw, dodge=True, size=5, alpha=0.7, legend=False, jitter=False,
                   edgecolor="black", linewidth=0.5)  # fmt: skip
     place_legend(ax, "upper left", title="method", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -228,6 +236,36 @@ def exploration(st: results.Study) -> Figure:
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2,
                frameon=False)  # fmt: skip
     fig.suptitle(f"ours ({st.variant()}, {st.budget} budget, seeds {seed_text(st)})")
+    return fig
+
+
+def accuracy_vs_flops(st: results.Study) -> Figure:
+    """Test accuracy against training FLOPs (a multiple of the dense network's, log scale), one
+    marker per run, a method's colour on every page, one panel per sparsity."""
+    rows = results.flops_rows(st)
+    rows = rows[rows.label != "dense"]
+    sparsities = sorted(set(rows.sparsity)) or [None]
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(4 * len(sparsities) + 2, 3.8), layout="constrained")
+        axes = fig.subplots(1, len(sparsities), squeeze=False)[0]
+    if rows.empty:
+        empty(axes[0], "not run here")
+        return fig
+    colours = palette([m for m in st.methods if m in set(rows.label)])
+    for ax, s in zip(axes, sparsities):
+        cell = rows[rows.sparsity == s]
+        for label, colour in colours.items():
+            part = cell[cell.label == label]
+            if len(part):
+                marker = MARKERS.get(results.method_name(label), "o")
+                ax.scatter(part.train_x_dense, part.test_acc, color=colour, label=label, s=30,
+                           marker=marker, edgecolor="black", linewidth=0.4, alpha=0.8)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_title(f"s = {s:g}")
+        ax.set_xlabel("training FLOPs (x the dense network's)")
+        ax.set_ylabel("test accuracy (%), each marker one run")
+        ax.legend()
+    one_legend(fig, list(axes))
     return fig
 
 

@@ -37,6 +37,7 @@ import pandas as pd
 
 from dsr.config import BUDGETS, PROTOCOLS, ConfigError, RunConfig, coerce, preset
 from dsr.data import PROJECT
+from dsr.events import active_before, grown_per_tensor  # noqa: F401  (grown_per_tensor: API)
 from dsr.schedules import Schedule
 
 PAPER_DIR = PROJECT / "data" / "paper"
@@ -785,6 +786,55 @@ def cost_table(st: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def flops_rows(st: Study) -> pd.DataFrame:
+    """Each finished run's FLOPs ledger (:func:`dsr.flops.ledger`): label, sparsity, seed, test
+    accuracy, training and inference FLOPs, each also as a multiple of the dense network's."""
+    from dsr import flops
+
+    rows = []
+    for r in st.done().itertuples():
+        ledger = flops.ledger(st.record(r.label, r.sparsity, r.seed))
+        rows.append(
+            {
+                "label": r.label,
+                "sparsity": r.sparsity,
+                "seed": r.seed,
+                "test_acc": r.test_acc,
+                "train_flops": ledger["train_flops"],
+                "train_x_dense": ledger["train_flops"] / ledger["dense_train_flops"],
+                "inference_flops": ledger["inference_flops"],
+                "inference_x_dense": ledger["inference_flops"] / ledger["dense_inference_flops"],
+            }
+        )
+    columns = ["label", "sparsity", "seed", "test_acc", "train_flops", "train_x_dense",
+               "inference_flops", "inference_x_dense"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def flops_table(st: Study) -> pd.DataFrame:
+    """The FLOPs ledger per method and sparsity (the mean over its runs): training FLOPs of a
+    whole run and inference FLOPs of one example, each with its multiple of the dense
+    network's (trained for the protocol's epochs)."""
+    rows = flops_rows(st)
+    columns = ["method", "sparsity", "runs", "training FLOPs", "training, x dense",
+               "inference FLOPs", "inference, x dense"]  # fmt: skip
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    g = rows.groupby(["label", "sparsity"], sort=False)
+    out = pd.DataFrame(
+        {
+            "method": [k[0] for k in g.groups],
+            "sparsity": [k[1] for k in g.groups],
+            "runs": g.size().values,
+            "training FLOPs": [f"{v:.3g}" for v in g.train_flops.mean()],
+            "training, x dense": [f"{v:.3g}" for v in g.train_x_dense.mean()],
+            "inference FLOPs": [f"{v:.3g}" for v in g.inference_flops.mean()],
+            "inference, x dense": [f"{v:.3g}" for v in g.inference_x_dense.mean()],
+        }
+    )
+    return out[columns]
+
+
 def last_tensor_connections(record) -> tuple[str, int, int, int]:
     """The last sparse tensor of a finished run's final masks: its name, its output units with
     at least one active weight, its active weights, and its output units."""
@@ -869,24 +919,10 @@ def density_over_training(record) -> pd.DataFrame:
     events = record.reallocations()
     rows = []
     if events:
-        first = events[0]
-        start = [a + p - g for a, p, g in zip(first["active"], first["pruned_per_tensor"],
-                                              grown_per_tensor(first))]  # fmt: skip
-        rows += tensor_rows(0, 0, start, tensors)
+        rows += tensor_rows(0, 0, active_before(events[0]), tensors)
     for e in events:
         rows += tensor_rows(e["step"], e["epoch"], e["active"], tensors)
     return pd.DataFrame(rows, columns=columns)
-
-
-def grown_per_tensor(event: dict) -> list[int]:
-    """The weights each tensor regrew in one logged reallocation: logged by DSR, SET and SNFS;
-    none where nothing grew (pruning); else (RigL, DeepR) as many as it pruned, since those
-    methods keep every tensor's count (their logged ``active`` never changes)."""
-    if "grown_per_tensor" in event:
-        return list(event["grown_per_tensor"])
-    if event.get("grown", 0) == 0:
-        return [0] * len(event["pruned_per_tensor"])
-    return list(event["pruned_per_tensor"])
 
 
 def tensor_rows(step: int, epoch: int, active: list[int], tensors: list[dict]) -> list[dict]:

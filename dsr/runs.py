@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dsr import distributed, io
+from dsr import distributed, flops, io
 from dsr.config import ConfigError, RunConfig
 from dsr.data import PROJECT, Data, DataError, file_lock, load
 from dsr.masks import count_parameters
@@ -350,13 +350,15 @@ def cache_rows(root: Path | None = None) -> list[dict[str, Any]]:
 CSV_RESULTS = (
     "final_test_acc", "best_test_acc", "params", "device", "precision", "torch", "code_commit",
     "data_variant", "data_checksum", "wall_seconds", "cpu_hours", "gpu_hours", "finished",
+    "train_flops", "inference_flops",
 )  # fmt: skip
 
 
 def export_csv(path: Path, root: Path | None = None) -> list[dict[str, Any]]:
     """Write one CSV row per finished run under ``root``: its config hash, every config field,
     then :data:`CSV_RESULTS` (final and best test accuracy, device, precision, code commit,
-    data, wall time, CPU- and GPU-hours as :func:`run_hours` counts them). Returns the rows."""
+    data, wall time, CPU- and GPU-hours as :func:`run_hours` counts them, training and
+    inference FLOPs as :func:`dsr.flops.ledger` counts them). Returns the rows."""
     import csv
 
     fields = list(RunConfig.__dataclass_fields__)
@@ -368,6 +370,10 @@ def export_csv(path: Path, root: Path | None = None) -> list[dict[str, Any]]:
         values = {**defaults, **summary["config"], **{k: summary.get(k, "") for k in CSV_RESULTS}}
         cpu_hours, gpu_hours = run_hours(summary)
         values.update(cpu_hours=round(cpu_hours, 4), gpu_hours=round(gpu_hours, 4))
+        config = RunConfig(**{**defaults, **summary["config"]})
+        ledger = flops.ledger(RunRecord(done.parent, config, summary))
+        values.update(train_flops=f"{ledger['train_flops']:.4g}",
+                      inference_flops=f"{ledger['inference_flops']:.4g}")  # fmt: skip
         rows.append({"hash": done.parent.name, **{k: values[k] for k in [*fields, *CSV_RESULTS]}})
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
