@@ -189,6 +189,18 @@ def accuracy_by_method(st: results.Study) -> Figure:
     return fig
 
 
+def panels_by_sparsity(rows: pd.DataFrame, legend_width: float) -> tuple[Figure, list, list]:
+    """A figure with one panel per sparsity of ``rows`` (4 inches each, plus room for the
+    legend), its axes and the sparsities; with no rows, one panel that says "not run here"."""
+    sparsities = sorted(set(rows.sparsity)) or [None]
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(4 * len(sparsities) + legend_width, 3.7), layout="constrained")
+        axes = list(fig.subplots(1, len(sparsities), squeeze=False)[0])
+    if rows.empty:
+        empty(axes[0], "not run here")
+    return fig, axes, sparsities
+
+
 def exploration(st: results.Study) -> Figure:
     """Test accuracy against the epochs during which masks were reallocated (the window
     [realloc_start, realloc_stop) of each run's config), one panel per sparsity: a window that
@@ -201,12 +213,8 @@ def exploration(st: results.Study) -> Figure:
         for label, s, _, cfg in st.plan()
         if not isinstance(cfg, str)
     }
-    sparsities = sorted(set(done.sparsity)) or [None]
-    with sns.axes_style(STYLE):
-        fig = Figure(figsize=(4 * len(sparsities) + 1, 3.6), layout="constrained")
-        axes = fig.subplots(1, len(sparsities), squeeze=False)[0]
+    fig, axes, sparsities = panels_by_sparsity(done, 1.0)
     if done.empty:
-        empty(axes[0], "not run here")
         return fig
     for ax, s in zip(axes, sparsities):
         cell = done[done.sparsity == s].copy()
@@ -244,12 +252,8 @@ def accuracy_vs_flops(st: results.Study) -> Figure:
     marker per run, a method's colour on every page, one panel per sparsity."""
     rows = results.flops_rows(st)
     rows = rows[rows.label != "dense"]
-    sparsities = sorted(set(rows.sparsity)) or [None]
-    with sns.axes_style(STYLE):
-        fig = Figure(figsize=(4 * len(sparsities) + 2, 3.8), layout="constrained")
-        axes = fig.subplots(1, len(sparsities), squeeze=False)[0]
+    fig, axes, sparsities = panels_by_sparsity(rows, 2.0)
     if rows.empty:
-        empty(axes[0], "not run here")
         return fig
     colours = palette([m for m in st.methods if m in set(rows.label)])
     for ax, s in zip(axes, sparsities):
@@ -265,7 +269,7 @@ def accuracy_vs_flops(st: results.Study) -> Figure:
         ax.set_xlabel("training FLOPs (x the dense network's)")
         ax.set_ylabel("test accuracy (%), each marker one run")
         ax.legend()
-    one_legend(fig, list(axes))
+    one_legend(fig, axes)
     return fig
 
 
