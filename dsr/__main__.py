@@ -49,6 +49,8 @@ FIELD_HELP = {
     "its own pruned count) | anti (by zeros) | uniform (equal shares)",
     "prune_rule": "ablation, what DSR prunes: threshold (|w| < adaptive H, official) | topk "
     "(exactly Np smallest |w|)",
+    "prune_time_scale": "compressed: each prune after its official step times this factor "
+    "(a run scaled in time: WRN-28-2 at the cpu budget; 1: official)",
     "realloc_start": "ablation: no reallocation before this epoch (DSR, SET; 0: official)",
     "image_size": "side of the square crops of streamed images (imagenet; 0: the model's 224)",
     "sparse_init": "initial masks: uniform (same sparsity per tensor), erk, or protect_output "

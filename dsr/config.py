@@ -80,6 +80,7 @@ class RunConfig:
     # tensor: each tensor to the target | official: tensor, but LeNet-300-100's output layer
     # stops at 0.9 when the target is above (official main.py) | global: one |w| ranking
     prune_scope: str = "tensor"
+    prune_time_scale: float = 1.0  # prune steps times this (a compressed run scaled in time)
     # static replica of a dsr run's final masks
     replica_of_seed: int = -1  # seed of the source dsr run (-1: this run's seed)
     replica_init: str = "fresh"  # fresh (new seed) | source (the dsr run's own initial weights)
@@ -381,14 +382,22 @@ PROTOCOL_METHOD_CHANGES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# Budgets whose compressed runs are scaled in time with the protocol (the others keep the
+# official 48 epochs whatever the budget).
+PRUNING_SCALED = ("cpu",)
+
+
 def with_method(
-    base: dict[str, Any], method: str, factor: float, protocol: str = ""
+    base: dict[str, Any], method: str, factor: float, protocol: str = "", budget: str = ""
 ) -> dict[str, Any]:
     """``base`` (a protocol at a budget) with ``method``'s protocol changes applied.
 
     Runs that start from another run (pruning, static_replica) record the protocol's epochs and
     learning rates as their source's; the DeepR temperature schedule is shortened with the
-    budget like the other schedules.
+    budget like the other schedules. At a budget of :data:`PRUNING_SCALED` that shortens the
+    protocol (WRN-28-2 at ``cpu``: 13 of 200 epochs), the compressed run is shortened by the
+    same factor: its 48 epochs (rounded to whole epochs: 3), its learning-rate boundaries (not
+    rounded: they fall inside epochs) and its 20 prunes (``prune_time_scale``).
     """
     out = dict(base, method=method)
     if method in ("pruning", "static_replica"):
@@ -402,6 +411,12 @@ def with_method(
         out["deepr_temperature_schedule"] = Schedule.parse(default).scaled(factor).format()
     out.update(METHOD_PROTOCOLS.get(method, {}))
     out.update(PROTOCOL_METHOD_CHANGES.get((protocol, method), {}))
+    if method == "pruning" and factor != 1 and budget in PRUNING_SCALED:
+        out.update(
+            epochs=max(1, round(out["epochs"] * factor)),
+            lr_schedule=Schedule.parse(out["lr_schedule"]).scaled_exactly(factor).format(),
+            prune_time_scale=factor,
+        )
     return out
 
 
@@ -451,7 +466,7 @@ def preset(protocol: str = "lenet300-mnist", budget: str = "paper", **overrides:
         base["realloc_stop"] = max(1, int(base["realloc_stop"] * factor))
     overrides = {k: coerce(k, v) for k, v in overrides.items()}
     if "method" in overrides:
-        base = with_method(base, overrides["method"], factor, protocol)
+        base = with_method(base, overrides["method"], factor, protocol, budget)
     base.update(overrides)
     try:
         return RunConfig(**normalise_source(base))

@@ -20,7 +20,7 @@ class ScheduleError(ValueError):
 class Schedule:
     """A piecewise-constant function of the epoch."""
 
-    epochs: tuple[int, ...]
+    epochs: tuple[float, ...]  # whole epochs, or fractions (a boundary inside an epoch)
     values: tuple[float, ...]
 
     @classmethod
@@ -32,7 +32,7 @@ class Schedule:
         for part in text.split(","):
             try:
                 e, v = part.split(":")
-                epochs.append(int(e))
+                epochs.append(int(e) if e.strip().lstrip("-").isdigit() else float(e))
                 values.append(float(v))
             except ValueError:
                 raise ScheduleError(f"{name}: cannot read {part!r} in {text!r}") from None
@@ -40,8 +40,13 @@ class Schedule:
             raise ScheduleError(f"{name}: epochs must start at 0 and increase, got {text!r}")
         return cls(tuple(epochs), tuple(values))
 
-    def __call__(self, epoch: int) -> float:
+    def __call__(self, epoch: float) -> float:
         return self.values[bisect_right(self.epochs, epoch) - 1]
+
+    @property
+    def within_epochs(self) -> bool:
+        """Whether a boundary falls inside an epoch (then the value changes between steps)."""
+        return any(not float(e).is_integer() for e in self.epochs)
 
     def scaled(self, epoch_factor: float = 1.0, value_factor: float = 1.0) -> Schedule:
         """The same shape on a shorter or longer run: boundaries times ``epoch_factor``."""
@@ -50,6 +55,13 @@ class Schedule:
         return Schedule(
             tuple(epochs[i] for i in keep), tuple(self.values[i] * value_factor for i in keep)
         )
+
+    def scaled_exactly(self, epoch_factor: float) -> Schedule:
+        """The same shape on a shorter run with boundaries times ``epoch_factor``, not rounded
+        to whole epochs (to 6 decimals): for a run too short for whole-epoch boundaries."""
+        epochs = [0] + [round(e * epoch_factor, 6) for e in self.epochs[1:]]
+        epochs = [int(e) if float(e).is_integer() else e for e in epochs]
+        return Schedule(tuple(epochs), self.values)
 
     def format(self) -> str:
         return ",".join(f"{e}:{_fmt(v)}" for e, v in zip(self.epochs, self.values))

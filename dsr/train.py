@@ -340,6 +340,9 @@ def train(
             )
             with sync_warnings(device, runtime):  # no host sync per step (see the module doc)
                 for i, (x, y) in enumerate(batches):
+                    if lr.within_epochs:  # a boundary inside an epoch: the step's own rate
+                        for group in t.optimizer.param_groups:
+                            group["lr"] = lr(t.epoch + i / steps)
                     with autocast(device, runtime):
                         out = net(memory_format(x, runtime))
                         if ctx.world == 1:

@@ -8,7 +8,7 @@ from unittest.mock import patch
 import pytest
 import torch
 
-from dsr.config import ConfigError
+from dsr.config import ConfigError, preset
 from dsr.masks import exact_counts
 from dsr.methods import sparsify
 from dsr.methods.pruning import final_weights
@@ -201,3 +201,39 @@ def test_official_scope_run_ends_with_the_output_layer_connected(tmp_path):
     fc3 = rec.final_masks()["fc3"]
     assert int(fc3.sum()) == 100 and sum(int(m.sum()) for m in rec.final_masks().values()) == 2662
     assert int((fc3.sum(dim=1) > 0).sum()) == 10
+
+
+def test_a_run_scaled_in_time_prunes_at_the_scaled_steps_with_step_wise_rates(tmp_path):
+    """prune_time_scale 0.5 on 16 steps per epoch, a prune every epoch: prunes after steps 8
+    and 16 (the official 16 and 32, halved), and a learning-rate boundary at epoch 0.5 changes the rate between the
+    8th and the 9th step of epoch 0."""
+    cfg = tiny(**PRUNING, prune_time_scale=0.5, lr_schedule="0:0.05,0.5:0.01")
+    seen = []
+    step = torch.optim.SGD.step
+
+    def recording(self, *a, **kw):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *a, **kw)
+
+    with patch.object(torch.optim.SGD, "step", recording):
+        rec = run(cfg, tmp_path, progress=False)
+    events = rec.reallocations()
+    assert [e["step"] for e in events] == [8, 16]
+    assert events[-1]["target_sparsity"] == pytest.approx(0.9)
+    own = seen[-3 * 16 :]  # the pruning run's steps (its dense source trained first)
+    assert own[:8] == [0.05] * 8 and own[8:] == [0.01] * (3 * 16 - 8)
+
+
+def test_the_cpu_budget_scales_wrn_compression_with_the_protocol():
+    """WRN-28-2 at the cpu budget (13 of 200 epochs): the compressed run is the official 48
+    epochs times 13/200 (3), its rates and its prunes scaled the same way; LeNet-300-100 at
+    the paper budget keeps the official run."""
+    cpu = preset("wrn28_2-cifar10", "cpu", method="pruning", sparsity=0.9)
+    assert (cpu.epochs, cpu.prune_time_scale) == (3, 13 / 200)
+    assert cpu.lr_schedule == "0:0.0,0.065:0.02,1.625:0.004,2.275:0.0008"
+    assert (cpu.source_epochs, cpu.weight_decay) == (13, 1e-4)
+    paper = preset("lenet300-mnist", "paper", method="pruning", sparsity=0.9)
+    assert (paper.epochs, paper.prune_time_scale) == (48, 1.0)
+    method = sparsify(toy_model(), "pruning", sparsity=0.9, steps_per_epoch=500,
+                      prune_time_scale=cpu.prune_time_scale)  # fmt: skip
+    assert len(method.prune_steps) == 20 and method.prune_steps[-1] <= cpu.epochs * 500

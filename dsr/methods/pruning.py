@@ -23,6 +23,11 @@ some classes unconnected. Elsewhere (WRN-28-2, s <= 0.9) ``official`` prunes as 
 together instead: after prune k the network keeps its largest-|w| weights down to s_k overall,
 so each tensor ends at whatever sparsity its magnitudes give it (as DSR's reallocation does).
 
+On a run scaled in time (``prune_time_scale`` < 1: the ``cpu`` budget of WRN-28-2, whose
+compressed run is the official 48 epochs times the budget's 13/200, so 3 epochs), each prune
+happens after its official step times the scale (rounded), and the learning-rate boundaries are
+scaled the same way, inside epochs (``dsr.config.with_method``).
+
 With the last prune at the end of epoch 38, the 48-epoch run leaves 9 epochs after it, not the
 "10 more epochs" the reference states; we follow its epochs. Pruned weights stay at 0 with zero
 gradient. If the source run was stored without its weights (``final.pt``), it is trained again
@@ -61,7 +66,7 @@ class Pruning(Method):
     """Dense start, magnitude pruning (per tensor, or global) on the cubic schedule, then
     fine-tuning."""
 
-    config_fields = ("prune_every", "prune_times", "prune_scope")
+    config_fields = ("prune_every", "prune_times", "prune_scope", "prune_time_scale")
 
     def __init__(
         self,
@@ -70,10 +75,17 @@ class Pruning(Method):
         prune_every: int = 2,
         prune_times: int = 20,
         prune_scope: str = "tensor",
+        prune_time_scale: float = 1.0,
         **kw,
     ):
         self.every, self.times, self.scope = prune_every, prune_times, prune_scope
         super().__init__(model, **kw)
+        # prune k (1-based) after this optimizer step: the end of epoch (k - 1) * every, or,
+        # on a run scaled in time, that step times the scale, rounded
+        self.prune_steps = [
+            round(prune_time_scale * self.steps_per_epoch * (self.every * j + 1))
+            for j in range(self.times)
+        ]
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
@@ -85,10 +97,13 @@ class Pruning(Method):
             raise ConfigError("pruning starts dense: leave sparse_init at 'uniform'")
         if cfg.prune_every < 1 or cfg.prune_times < 1:
             raise ConfigError("prune_every and prune_times must be at least 1")
-        if (cfg.prune_times - 1) * cfg.prune_every >= cfg.epochs:
+        if not 0 < cfg.prune_time_scale <= 1:
+            raise ConfigError(f"prune_time_scale must be in (0, 1], got {cfg.prune_time_scale}")
+        last = cfg.prune_time_scale * ((cfg.prune_times - 1) * cfg.prune_every + 1)
+        if last > cfg.epochs + 1e-9:
             raise ConfigError(
-                f"the last prune (end of epoch {(cfg.prune_times - 1) * cfg.prune_every}) "
-                f"falls after the last epoch ({cfg.epochs - 1})"
+                f"the last prune (after {last:g} epochs) falls after the end of the run "
+                f"({cfg.epochs} epochs)"
             )
 
     @classmethod
@@ -109,9 +124,7 @@ class Pruning(Method):
             t.set_mask(torch.ones_like(t.mask))
 
     def is_update_step(self, step: int) -> bool:
-        epoch = self.epoch_of(step)
-        last = step % self.steps_per_epoch == 0
-        return last and epoch % self.every == 0 and epoch // self.every < self.times
+        return step in self.prune_steps
 
     def target_sparsity(self, k: int, final: float | None = None) -> float:
         """s_k = s (1 - (1 - k / n)^3), k = 1 .. n (Zhu & Gupta 2017, Eq. 1, s_i = 0), for the
@@ -145,7 +158,7 @@ class Pruning(Method):
 
     @torch.no_grad()
     def update(self) -> dict:
-        k = self.epoch_of(self.step) // self.every + 1
+        k = self.prune_steps.index(self.step) + 1
         target = self.target_sparsity(k)
         if self.scope == "global":
             keep = self.global_counts(round((1.0 - target) * sum(self.masks.numels)))
