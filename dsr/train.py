@@ -150,7 +150,10 @@ def build(
     runs_root: Path | None = None,
 ) -> Trainer:
     """Model, optimizer, method and data of a run, initialised from ``cfg.seed``; methods that
-    start from another run (pruning, static_replica) find it in the cache ``runs_root``."""
+    start from another run (pruning, static_replica) find it in the cache ``runs_root``.
+
+    Seeds torch's global RNG with ``cfg.seed``: the run's own stream, which its training goes
+    on drawing from (:func:`train` gives the caller's state back afterwards)."""
     cls = METHODS[cfg.method]
     width = cls.model_width(cfg)
     torch.manual_seed(cfg.seed)
@@ -292,11 +295,28 @@ def train(
     """Train ``cfg`` to the end (or until ``stop_after`` epochs are done), resuming from
     ``run_dir/checkpoint.pt`` when it exists and checkpointing there after every epoch.
 
+    A run draws from torch's global RNG, seeded from ``cfg.seed`` by :func:`build`; the
+    caller's global RNG state (CPU, and the run's CUDA device) is given back when it returns.
     Under torch.distributed every rank calls this; rank 0 alone writes to ``run_dir``.
 
     Raises:
         TrainingDiverged: the loss of an epoch was not finite.
     """
+    cuda = [torch.device(device).index or 0] if str(device).startswith("cuda") else []
+    with torch.random.fork_rng(devices=cuda):
+        return train_seeded(cfg, run_dir, device, progress, stop_after, data, runtime)
+
+
+def train_seeded(
+    cfg: RunConfig,
+    run_dir: Path | None,
+    device: str,
+    progress: bool,
+    stop_after: int | None,
+    data: Data | None,
+    runtime: Runtime,
+) -> Trainer:
+    """:func:`train`'s body: leaves the global RNG where the run left it."""
     ctx = distributed.context()
     t = build(cfg, device, data, run_dir.parent if run_dir is not None else None)
     check_shards(t.data.n_train, cfg.batch_size, ctx.world)

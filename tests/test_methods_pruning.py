@@ -205,8 +205,8 @@ def test_official_scope_run_ends_with_the_output_layer_connected(tmp_path):
 
 def test_a_run_scaled_in_time_prunes_at_the_scaled_steps_with_step_wise_rates(tmp_path):
     """prune_time_scale 0.5 on 16 steps per epoch, a prune every epoch: prunes after steps 8
-    and 16 (the official 16 and 32, halved), and a learning-rate boundary at epoch 0.5 changes the rate between the
-    8th and the 9th step of epoch 0."""
+    and 16 (the official 16 and 32, halved); a learning-rate boundary at epoch 0.5 changes
+    the rate between the 8th and the 9th step of epoch 0."""
     cfg = tiny(**PRUNING, prune_time_scale=0.5, lr_schedule="0:0.05,0.5:0.01")
     seen = []
     step = torch.optim.SGD.step

@@ -11,6 +11,7 @@ import torch
 
 from dsr.config import preset
 from dsr.runs import load_run, run, run_dir
+from dsr.train import train
 from tests.conftest import needs_mnist, tiny
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -103,3 +104,17 @@ def test_a_short_real_mnist_run_learns(tmp_path):
     rec = run(cfg, tmp_path, progress=False)
     assert rec.summary["final_test_acc"] > 85.0
     assert rec.summary["data_variant"] == "mnist" and rec.summary["reallocations"] == 3
+
+
+def test_training_gives_the_caller_its_global_rng_back(tmp_path):
+    """A run seeds and draws from torch's global RNG; the caller's stream goes on as if the run
+    had not happened, and the run is the same whatever the caller's state was."""
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = train(tiny(epochs=1), tmp_path / "a", progress=False)
+    assert torch.equal(torch.rand(3), expected)
+    torch.manual_seed(7)
+    second = train(tiny(epochs=1), tmp_path / "b", progress=False)
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
