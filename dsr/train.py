@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -147,10 +149,11 @@ def build(
     cfg: RunConfig,
     device: str | torch.device = "cpu",
     data: Data | None = None,
-    runs_root: Path | None = None,
+    sources: Sequence[dict[str, Any]] = (),
 ) -> Trainer:
-    """Model, optimizer, method and data of a run, initialised from ``cfg.seed``; methods that
-    start from another run (pruning, static_replica) find it in the cache ``runs_root``.
+    """Model, optimizer, method and data of a run, initialised from ``cfg.seed``; a method that
+    starts from another run (pruning, static_replica) takes what it needs of that run from
+    ``sources`` (:func:`dsr.runs.sources_of`).
 
     Seeds torch's global RNG with ``cfg.seed``: the run's own stream, which its training goes
     on drawing from (:func:`train` gives the caller's state back afterwards)."""
@@ -169,7 +172,7 @@ def build(
         nesterov=cfg.nesterov and cfg.momentum > 0,
         weight_decay=cfg.weight_decay,
     )
-    method = cls.from_config(cfg, model, data.steps_per_epoch(cfg.batch_size), optimizer, runs_root)
+    method = cls.from_config(cfg, model, data.steps_per_epoch(cfg.batch_size), optimizer, sources)
     return Trainer(cfg, model, optimizer, method, data, width)
 
 
@@ -291,9 +294,11 @@ def train(
     stop_after: int | None = None,
     data: Data | None = None,
     runtime: Runtime = DEFAULT_RUNTIME,
+    sources: Sequence[dict[str, Any]] = (),
 ) -> Trainer:
     """Train ``cfg`` to the end (or until ``stop_after`` epochs are done), resuming from
     ``run_dir/checkpoint.pt`` when it exists and checkpointing there after every epoch.
+    ``sources``: what a run that starts from other runs takes from them (:func:`build`).
 
     A run draws from torch's global RNG, seeded from ``cfg.seed`` by :func:`build`; the
     caller's global RNG state (CPU, and the run's CUDA device) is given back when it returns.
@@ -304,7 +309,7 @@ def train(
     """
     cuda = [torch.device(device).index or 0] if str(device).startswith("cuda") else []
     with torch.random.fork_rng(devices=cuda):
-        return train_seeded(cfg, run_dir, device, progress, stop_after, data, runtime)
+        return train_seeded(cfg, run_dir, device, progress, stop_after, data, runtime, sources)
 
 
 def train_seeded(
@@ -315,10 +320,11 @@ def train_seeded(
     stop_after: int | None,
     data: Data | None,
     runtime: Runtime,
+    sources: Sequence[dict[str, Any]],
 ) -> Trainer:
     """:func:`train`'s body: leaves the global RNG where the run left it."""
     ctx = distributed.context()
-    t = build(cfg, device, data, run_dir.parent if run_dir is not None else None)
+    t = build(cfg, device, data, sources)
     check_shards(t.data.n_train, cfg.batch_size, ctx.world)
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,7 @@ import torch
 from dsr.config import ConfigError, preset
 from dsr.masks import exact_counts
 from dsr.methods import sparsify
-from dsr.methods.pruning import final_weights
-from dsr.runs import load_run, run
+from dsr.runs import final_weights, load_run, run
 from tests.conftest import tiny
 from tests.method_toys import toy_model
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from dsr.masks import MASK
-from dsr.methods.replica import fresh_state, initial_state
-from dsr.runs import load_run, run
+from dsr.methods.replica import fresh_state
+from dsr.runs import initial_state, load_run, run, sources_of
 from dsr.train import build
 from tests.conftest import tiny
 
@@ -36,7 +36,7 @@ def sparse_weights(state: dict) -> dict[str, torch.Tensor]:
 def test_replica_masks_are_the_source_final_masks_and_never_change(root, source):
     """At the start and at the end the masks equal the DSR run's final masks; no update."""
     cfg = tiny(method="static_replica")
-    start = build(cfg, runs_root=root).method.masks
+    start = build(cfg, sources=sources_of(cfg, root)).method.masks
     rec = run(cfg, root, progress=False)
     final, want = rec.final_masks(), source.final_masks()
     assert {t.name: t.mask for t in start.tensors}.keys() == want.keys()
@@ -48,7 +48,8 @@ def test_replica_masks_are_the_source_final_masks_and_never_change(root, source)
 def test_replica_b_starts_from_exactly_the_source_runs_initial_weights(root, source):
     """replica_init='source': every tensor is the DSR run's init.pt value, sparse weights
     masked by the final masks (a position inactive at the DSR start is 0 there too)."""
-    model = build(tiny(method="static_replica", replica_init="source"), runs_root=root).model
+    replica = tiny(method="static_replica", replica_init="source")
+    model = build(replica, sources=sources_of(replica, root)).model
     state = model.state_dict()
     init = torch.load(source.path / "init.pt", weights_only=True)["model"]
     final = source.final_masks()
@@ -72,7 +73,7 @@ def test_replica_a_is_a_fresh_initialisation(root, source):
     """replica_init='fresh': the weights are the fresh seed's, masked, and none of the
     source's nonzero initial weights."""
     cfg = tiny(method="static_replica")
-    state = build(cfg, runs_root=root).model.state_dict()
+    state = build(cfg, sources=sources_of(cfg, root)).model.state_dict()
     fresh = fresh_state(cfg)
     init = torch.load(source.path / "init.pt", weights_only=True)["model"]
     for name, mask in source.final_masks().items():

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from dsr.masks import Masks, SparseTensor
+from dsr.masks import MaskError, Masks, SparseTensor
 from dsr.schedules import Schedule
 
 METHODS: dict[str, type[Method]] = {}
@@ -45,6 +45,11 @@ class Method:
     name: ClassVar[str] = ""
     sparse: ClassVar[bool] = True  # False: a dense network, no masks
     config_fields: ClassVar[tuple[str, ...]] = ()  # RunConfig fields passed to __init__
+    # What from_config takes from each run of dependencies(cfg), as plain tensors handed over
+    # by dsr.runs (which alone finds and trains those runs): "final_weights" (a state_dict),
+    # "final_masks" (bool masks by sparse module name), "init_weights" (the run's initial
+    # state_dict, without masks).
+    needs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -91,10 +96,10 @@ class Method:
         model: nn.Module,
         steps_per_epoch: int,
         optimizer: torch.optim.Optimizer | None,
-        runs_root: Any = None,
+        sources: Sequence[dict[str, Any]] = (),
     ) -> Method:
-        """The method of run ``cfg`` on ``model``; ``runs_root`` is the run cache where the
-        runs it depends on are found (None: the default cache)."""
+        """The method of run ``cfg`` on ``model``; ``sources``: for each run of
+        :meth:`dependencies`, what :attr:`needs` names (``dsr.runs.sources_of`` builds it)."""
         hp = {k: getattr(cfg, k) for k in cls.config_fields}
         return cls(
             model,
@@ -260,8 +265,11 @@ def source_config(cfg: Any, method: str, owned: tuple[str, ...] = (), **changes:
     )
 
 
-def source_run(cfg: Any, runs_root: Any, device: torch.device) -> Any:
-    """The finished run of ``cfg`` (a ``dsr.runs.RunRecord``), trained first if missing."""
-    from dsr.runs import run
-
-    return run(cfg, runs_root, device=str(device), progress=False)
+def the_source(cls: type[Method], sources: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The one source of a method that starts from one run; a one-line error without it."""
+    if len(sources) != 1 or set(sources[0]) != set(cls.needs):
+        raise MaskError(
+            f"{cls.name} starts from another run: train it with dsr.runs.run, which finds that "
+            f"run (training it first if needed) and hands over its {', '.join(cls.needs)}"
+        )
+    return sources[0]

@@ -32,7 +32,8 @@ With the last prune at the end of epoch 38, the 48-epoch run leaves 9 epochs aft
 "10 more epochs" the reference states; we follow its epochs. Pruned weights stay at 0 with zero
 gradient. If the source run was stored without its weights (``final.pt``), it is trained again
 in memory (on a CPU that gives the same weights bit for bit, on a GPU nearly the same) and the
-weights are stored as its ``final.pt`` for the next run from it.
+weights are stored as its ``final.pt`` for the next run from it (``dsr.runs.final_weights``,
+which hands them over: the method never reads the run cache itself).
 """
 
 from __future__ import annotations
@@ -43,22 +44,7 @@ import torch
 from torch import nn
 
 from dsr.masks import exact_counts, grouped_counts, protected_sparsities
-from dsr.methods.base import Method, register, source_config, source_run
-
-
-def final_weights(record: Any, device: torch.device) -> dict:
-    """The final state_dict of a finished run; if not stored, retrained in memory and then
-    stored as the run's ``final.pt`` (atomically), so that the next run from the same source
-    reads it instead of training it again."""
-    from dsr import io
-    from dsr.train import train
-
-    path = record.path / "final.pt"
-    if path.exists():
-        return io.load_checkpoint(path, device)["model"]
-    weights = train(record.config, None, device=str(device), progress=False).model.state_dict()
-    io.save_torch({"model": weights}, path)
-    return weights
+from dsr.methods.base import Method, register, source_config, the_source
 
 
 @register("pruning")
@@ -67,6 +53,7 @@ class Pruning(Method):
     fine-tuning."""
 
     config_fields = ("prune_every", "prune_times", "prune_scope", "prune_time_scale")
+    needs = ("final_weights",)
 
     def __init__(
         self,
@@ -111,12 +98,10 @@ class Pruning(Method):
         return [source_config(cfg, "dense", cls.config_fields, sparsity=0.0)]
 
     @classmethod
-    def from_config(cls, cfg, model, steps_per_epoch, optimizer, runs_root=None) -> Method:
+    def from_config(cls, cfg, model, steps_per_epoch, optimizer, sources=()) -> Method:
         """Load the dense run's final weights into ``model``, then start pruning."""
-        device = next(model.parameters()).device
-        record = source_run(cls.dependencies(cfg)[0], runs_root, device)
-        model.load_state_dict(final_weights(record, device))
-        return super().from_config(cfg, model, steps_per_epoch, optimizer, runs_root)
+        model.load_state_dict(the_source(cls, sources)["final_weights"])
+        return super().from_config(cfg, model, steps_per_epoch, optimizer)
 
     def init_masks(self) -> None:
         """Dense start: every position active."""
