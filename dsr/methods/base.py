@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from dsr.config import RunConfig
 from dsr.masks import MaskError, Masks, SparseTensor
 from dsr.schedules import Schedule
 
@@ -76,23 +77,23 @@ class Method:
 
     # --- construction from a run config ---------------------------------------------------
     @classmethod
-    def check_config(cls, cfg: Any) -> None:
+    def check_config(cls, cfg: RunConfig) -> None:
         """Raise dsr.config.ConfigError if ``cfg`` is incompatible with this method."""
 
     @classmethod
-    def model_width(cls, cfg: Any) -> float:
+    def model_width(cls, cfg: RunConfig) -> float:
         """Width multiplier of the model this method trains (thin_dense overrides)."""
         return cfg.width
 
     @classmethod
-    def dependencies(cls, cfg: Any) -> list[Any]:
+    def dependencies(cls, cfg: RunConfig) -> list[RunConfig]:
         """Configs of the runs this method starts from (trained first by ``dsr.runs.run``)."""
         return []
 
     @classmethod
     def from_config(
         cls,
-        cfg: Any,
+        cfg: RunConfig,
         model: nn.Module,
         steps_per_epoch: int,
         optimizer: torch.optim.Optimizer | None,
@@ -247,7 +248,9 @@ def split_proportional(total: int, weights: Sequence[int], capacity: Sequence[in
     return parts
 
 
-def source_config(cfg: Any, method: str, owned: tuple[str, ...] = (), **changes: Any) -> Any:
+def source_config(
+    cfg: RunConfig, method: str, owned: tuple[str, ...] = (), **changes: Any
+) -> RunConfig:
     """The config of the run that ``cfg`` starts from (pruning, static_replica): the same
     protocol with ``method``, the source's epochs and learning rates, and the source fields
     and the fields ``owned`` by the dependent method back at their defaults."""

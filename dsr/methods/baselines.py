@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from dsr.config import ConfigError, RunConfig
 from dsr.methods.base import Method, register
 
 
@@ -32,16 +31,14 @@ class ThinDense(Method):
     sparse = False
 
     @classmethod
-    def check_config(cls, cfg: Any) -> None:
-        from dsr.config import ConfigError
-
+    def check_config(cls, cfg: RunConfig) -> None:
         if cfg.sparsity <= 0:
             raise ConfigError("thin_dense needs sparsity > 0 (the sparse network it matches)")
         if cfg.width != 1.0:
             raise ConfigError("thin_dense chooses its own width: leave width at 1.0")
 
     @classmethod
-    def model_width(cls, cfg: Any) -> float:
+    def model_width(cls, cfg: RunConfig) -> float:
         return matched_width(cfg.model, cfg.sparsity, cfg.thin_match)
 
 

@@ -38,11 +38,10 @@ which hands them over: the method never reads the run cache itself).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
+from dsr.config import ConfigError, RunConfig
 from dsr.masks import exact_counts, grouped_counts, protected_sparsities
 from dsr.methods.base import Method, register, source_config, the_source
 
@@ -75,9 +74,7 @@ class Pruning(Method):
         ]
 
     @classmethod
-    def check_config(cls, cfg: Any) -> None:
-        from dsr.config import ConfigError
-
+    def check_config(cls, cfg: RunConfig) -> None:
         if cfg.sparsity <= 0:
             raise ConfigError("pruning needs sparsity > 0 (its final sparsity)")
         if cfg.sparse_init != "uniform":
@@ -94,7 +91,7 @@ class Pruning(Method):
             )
 
     @classmethod
-    def dependencies(cls, cfg: Any) -> list[Any]:
+    def dependencies(cls, cfg: RunConfig) -> list[RunConfig]:
         return [source_config(cfg, "dense", cls.config_fields, sparsity=0.0)]
 
     @classmethod

@@ -20,18 +20,17 @@ at 120, 220, 350) against DSR's 200, which is ``--epochs 400 --lr_schedule
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
+from dsr.config import ConfigError, RunConfig
 from dsr.masks import MaskError
 from dsr.methods.base import Method, register, source_config, the_source
 
 FRESH_SEED_OFFSET = 1_000_003
 
 
-def fresh_state(cfg: Any) -> dict[str, torch.Tensor]:
+def fresh_state(cfg: RunConfig) -> dict[str, torch.Tensor]:
     """A model initialised with the seed ``cfg.seed + FRESH_SEED_OFFSET``."""
     from dsr.models import create_model
 
@@ -51,14 +50,12 @@ class StaticReplica(Method):
         super().__init__(model, **kw)
 
     @classmethod
-    def check_config(cls, cfg: Any) -> None:
-        from dsr.config import ConfigError
-
+    def check_config(cls, cfg: RunConfig) -> None:
         if cfg.sparse_init != "uniform":
             raise ConfigError("static_replica takes its masks from a dsr run: leave sparse_init")
 
     @classmethod
-    def dependencies(cls, cfg: Any) -> list[Any]:
+    def dependencies(cls, cfg: RunConfig) -> list[RunConfig]:
         seed = cfg.seed if cfg.replica_of_seed < 0 else cfg.replica_of_seed
         return [source_config(cfg, "dsr", ("replica_of_seed", "replica_init"), seed=seed)]
 

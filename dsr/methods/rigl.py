@@ -26,6 +26,7 @@ import math
 import torch
 from torch import nn
 
+from dsr.config import ConfigError
 from dsr.masks import SparseTensor
 from dsr.methods.base import Method, register
 
@@ -55,8 +56,6 @@ class RigL(Method):
 
     @classmethod
     def check_config(cls, cfg) -> None:
-        from dsr.config import ConfigError
-
         if not 0 < cfg.rigl_drop_fraction <= 1 or not 0 < cfg.rigl_end <= 1:
             raise ConfigError("rigl_drop_fraction and rigl_end must be in (0, 1]")
         if cfg.rigl_update_every < 1:

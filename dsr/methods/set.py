@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dsr.config import ConfigError
 from dsr.methods.base import Scheduled, register
 
 ORIGINAL_ZETA = 0.3  # Mocanu et al. 2018, the value used in all their experiments
@@ -68,8 +69,6 @@ class SET(Scheduled):
 
     @classmethod
     def check_config(cls, cfg) -> None:
-        from dsr.config import ConfigError
-
         if not 0 <= cfg.set_zeta < 1:
             raise ConfigError(f"set_zeta must be in [0, 1), got {cfg.set_zeta}")
 

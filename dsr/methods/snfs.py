@@ -29,6 +29,7 @@ import math
 import torch
 from torch import nn
 
+from dsr.config import ConfigError
 from dsr.masks import SparseTensor
 from dsr.methods.base import Method, register, split_proportional
 
@@ -60,8 +61,6 @@ class SNFS(Method):
 
     @classmethod
     def check_config(cls, cfg) -> None:
-        from dsr.config import ConfigError
-
         if not 0 < cfg.snfs_prune_rate < 1:
             raise ConfigError(f"snfs_prune_rate must be in (0, 1), got {cfg.snfs_prune_rate}")
         if cfg.momentum == 0:
