@@ -12,6 +12,7 @@ from typing import Any
 
 from dsr.config import (
     BUDGETS,
+    FIELD_HELP,
     PROTOCOLS,
     ConfigError,
     RunConfig,
@@ -19,62 +20,6 @@ from dsr.config import (
     coerce,
     preset,
 )
-
-FIELD_HELP = {
-    "seed": "random seed of the initialisation, masks and data order",
-    "epochs": "number of passes over the training set",
-    "batch_size": "training examples per optimizer step",
-    "momentum": "SGD momentum coefficient",
-    "nesterov": "Nesterov momentum (official: on)",
-    "weight_decay": "L2 coefficient on all weights (the paper's l1 is separate)",
-    "delta": "DSR's threshold step: H is scaled by (1 +- delta) after each reallocation",
-    "model": "model registry key (lenet300, wrn28_2, wrn16_2, resnet50)",
-    "dataset": "mnist | cifar10 | cifar10-jpeg | synthetic | imagenet",
-    "method": "method registry key (dsr, static, dense, thin_dense, set, deepr, pruning, "
-    "static_replica, rigl, snfs)",
-    "sparsity": "fraction of zeros in the sparse tensors, in [0, 1)",
-    "lr_schedule": "learning rate per epoch, 'epoch:lr,...'",
-    "realloc_schedule": "reallocation period P (optimizer steps) per epoch, 'epoch:P,...'",
-    "realloc_stop": "epoch from which on no reallocation happens",
-    "np_target": "DSR's Np, the target number of weights pruned per reallocation (weights)",
-    "h0": "DSR's initial threshold H",
-    "l1": "L1 coefficient on the sparse weights",
-    "train_subset": "train on n examples drawn stratified by class (0: all)",
-    "test_subset": "test on n examples drawn stratified by class (0: all)",
-    "width": "width multiplier of the model",
-    "grow_init": "value of regrown weights: zero (official) or kaiming",
-    "reset_momentum": "zero the momentum of regrown weights (official: false)",
-    "granularity": "DSR prunes and regrows single weights or whole kxk kernels: weight | kernel",
-    "regrowth": "ablation, where DSR regrows: paper (by surviving weights) | within (each tensor "
-    "its own pruned count) | anti (by zeros) | uniform (equal shares)",
-    "prune_rule": "ablation, what DSR prunes: threshold (|w| < adaptive H, official) | topk "
-    "(exactly Np smallest |w|)",
-    "prune_time_scale": "compressed: each prune after its official step times this factor "
-    "(a run scaled in time: WRN-28-2 at the cpu budget; 1: official)",
-    "realloc_start": "ablation: no reallocation before this epoch (DSR, SET; 0: official)",
-    "image_size": "side of the square crops of streamed images (imagenet; 0: the model's 224)",
-    "sparse_init": "initial masks: uniform (same sparsity per tensor), erk, or protect_output "
-    "(uniform, LeNet-300-100's output layer kept at 100 weights above s = 0.9)",
-    "source_epochs": "pruning / static_replica: epochs of the run they start from (0: epochs)",
-    "source_lr_schedule": "pruning / static_replica: the source run's lr_schedule ('': same)",
-    "source_weight_decay": "pruning / static_replica: the source run's weight_decay (-1: same)",
-    "set_zeta": "SET's pruned fraction per tensor (0: Np / active, DSR's volume)",
-    "set_variant": "SET as the DSR paper ran it (dsr) or Mocanu et al.'s (original)",
-    "deepr_eta": "DeepR: gradient noise std is sqrt(2 eta T)",
-    "deepr_temperature_schedule": "DeepR temperature T per epoch, 'epoch:T,...'",
-    "deepr_sign_reference": "DeepR sign reference: previous (correct) or stale_init (official)",
-    "prune_every": "pruning: epochs between two prunes (epochs)",
-    "prune_times": "pruning: number of prunes on the cubic schedule",
-    "prune_scope": "pruning: every tensor to the target sparsity (tensor, official) or one "
-    "magnitude ranking over all sparse tensors (global)",
-    "replica_of_seed": "static_replica: seed of the source dsr run (-1: this run's seed)",
-    "replica_init": "static_replica weights: fresh (new seed) or source (the dsr run's init)",
-    "thin_match": "thin_dense sized to the sparse network's params or memory (1 bit / mask)",
-    "rigl_drop_fraction": "RigL's alpha, cosine-annealed to 0",
-    "rigl_update_every": "RigL's Delta T, optimizer steps between mask updates",
-    "rigl_end": "RigL: fraction of training after which masks are frozen",
-    "snfs_prune_rate": "sparse momentum's prune rate p, cosine-annealed",
-}
 
 
 def terminated(signum: int, frame: object) -> None:

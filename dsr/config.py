@@ -24,6 +24,13 @@ class ConfigError(ValueError):
     """A run configuration that cannot be run, with a one-line reason."""
 
 
+def setting(default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:
+    """A field of :class:`RunConfig`, declared once: its default, its help text (the command
+    line's ``--help``) and, for a string with a fixed set of values, those values (checked by
+    :func:`validate`)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines the result of one training run.
@@ -33,68 +40,143 @@ class RunConfig:
     """
 
     # what is trained
-    model: str = "lenet300"  # registry key in dsr.models
-    dataset: str = "mnist"  # mnist | cifar10 | cifar10-jpeg | synthetic
-    method: str = "dsr"  # registry key in dsr.methods
-    sparsity: float = 0.9  # fraction of zeros in the sparse tensors, in [0, 1)
-    seed: int = 0
-    width: float = 1.0  # width multiplier of the model (thin_dense chooses its own)
+    model: str = setting("lenet300", "model registry key (lenet300, wrn28_2, wrn16_2, resnet50)")
+    dataset: str = setting("mnist", "mnist | cifar10 | cifar10-jpeg | synthetic | imagenet")
+    method: str = setting(
+        "dsr",
+        "method registry key (dsr, static, dense, thin_dense, set, deepr, pruning, "
+        "static_replica, rigl, snfs)",
+    )
+    sparsity: float = setting(0.9, "fraction of zeros in the sparse tensors, in [0, 1)")
+    seed: int = setting(0, "random seed of the initialisation, masks and data order")
+    width: float = setting(1.0, "width multiplier of the model")
     # optimisation (SGD, momentum 0.9, Nesterov, as in the official code)
-    epochs: int = 100
-    batch_size: int = 100
-    lr_schedule: str = "0:0.1,25:0.02,50:0.004,75:0.0008"  # epoch:lr
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 0.0
-    l1: float = 1e-4  # L1 coefficient on the sparse weights
-    train_subset: int = 0  # 0 = whole training set; else n examples drawn stratified by class
-    test_subset: int = 0  # likewise for the test set (dsr.data.stratified_indices)
+    epochs: int = setting(100, "number of passes over the training set")
+    batch_size: int = setting(100, "training examples per optimizer step")
+    lr_schedule: str = setting(
+        "0:0.1,25:0.02,50:0.004,75:0.0008", "learning rate per epoch, 'epoch:lr,...'"
+    )
+    momentum: float = setting(0.9, "SGD momentum coefficient")
+    nesterov: bool = setting(True, "Nesterov momentum (official: on)")
+    weight_decay: float = setting(0.0, "L2 coefficient on all weights (the paper's l1 is separate)")
+    l1: float = setting(1e-4, "L1 coefficient on the sparse weights")
+    train_subset: int = setting(0, "train on n examples drawn stratified by class (0: all)")
+    test_subset: int = setting(0, "test on n examples drawn stratified by class (0: all)")
     # DSR (Mostafa & Wang 2019, Algorithm 1, and the official code)
-    np_target: int = 600  # Np: target number of weights pruned per reallocation
-    h0: float = 1e-3  # initial global threshold H
-    delta: float = 0.1  # tolerance of the threshold adaptation
-    realloc_schedule: str = "0:100,25:200,50:400,75:800"  # epoch:P (iterations)
-    realloc_stop: int = 90  # no reallocation from this epoch on
-    grow_init: str = "zero"  # value of regrown weights: zero (official) | kaiming
-    reset_momentum: bool = False  # zero the momentum of regrown weights (official: no)
+    np_target: int = setting(
+        600, "DSR's Np, the target number of weights pruned per reallocation (weights)"
+    )
+    h0: float = setting(1e-3, "DSR's initial threshold H")
+    delta: float = setting(
+        0.1, "DSR's threshold step: H is scaled by (1 +- delta) after each reallocation"
+    )
+    realloc_schedule: str = setting(
+        "0:100,25:200,50:400,75:800",
+        "reallocation period P (optimizer steps) per epoch, 'epoch:P,...'",
+    )
+    realloc_stop: int = setting(90, "epoch from which on no reallocation happens")
+    grow_init: str = setting(
+        "zero", "value of regrown weights: zero (official) or kaiming", ("zero", "kaiming")
+    )
+    reset_momentum: bool = setting(False, "zero the momentum of regrown weights (official: false)")
     # DSR ablations (not in the paper): where regrowth goes, how the pruned weights are chosen
-    regrowth: str = "paper"  # paper (by surviving weights) | within | anti (by zeros) | uniform
-    prune_rule: str = "threshold"  # threshold (adaptive global H, official) | topk (exactly Np)
-    realloc_start: int = 0  # no reallocation before this epoch (DSR, SET; 0: official)
+    regrowth: str = setting(
+        "paper",
+        "ablation, where DSR regrows: paper (by surviving weights) | within (each tensor its own "
+        "pruned count) | anti (by zeros) | uniform (equal shares)",
+        ("paper", "within", "anti", "uniform"),
+    )
+    prune_rule: str = setting(
+        "threshold",
+        "ablation, what DSR prunes: threshold (|w| < adaptive H, official) | topk (exactly Np "
+        "smallest |w|)",
+        ("threshold", "topk"),
+    )
+    realloc_start: int = setting(
+        0, "ablation: no reallocation before this epoch (DSR, SET; 0: official)"
+    )
     # initial masks of the methods that draw them at random
-    sparse_init: str = "uniform"  # uniform (official) | erk (Erdos-Renyi-kernel, RigL paper)
+    sparse_init: str = setting(
+        "uniform",
+        "initial masks: uniform (same sparsity per tensor), erk, or protect_output (uniform, "
+        "LeNet-300-100's output layer kept at 100 weights above s = 0.9)",
+        ("uniform", "erk", "protect_output"),
+    )
     # runs that start from another cached run (pruning: a dense run; static_replica: a dsr run)
-    source_epochs: int = 0  # epochs of the source run (0: the same as epochs)
-    source_lr_schedule: str = ""  # learning rates of the source run ("": lr_schedule)
-    source_weight_decay: float = -1.0  # weight decay of the source run (-1: weight_decay)
+    source_epochs: int = setting(
+        0, "pruning / static_replica: epochs of the run they start from (0: epochs)"
+    )
+    source_lr_schedule: str = setting(
+        "", "pruning / static_replica: the source run's lr_schedule ('': same)"
+    )
+    source_weight_decay: float = setting(
+        -1.0, "pruning / static_replica: the source run's weight_decay (-1: same)"
+    )
     # SET (Mocanu et al. 2018) as the DSR paper ran it
-    set_zeta: float = 0.0  # pruned fraction per tensor; 0: matched to DSR, np_target / active
-    set_variant: str = "dsr"  # dsr (DSR's schedule, smallest |w|) | original (per epoch, +/-)
+    set_zeta: float = setting(
+        0.0, "SET's pruned fraction per tensor (0: Np / active, DSR's volume)"
+    )
+    set_variant: str = setting(
+        "dsr",
+        "SET as the DSR paper ran it (dsr) or Mocanu et al.'s (original)",
+        ("dsr", "original"),
+    )
     # DeepR (Bellec et al. 2018) as the DSR paper ran it
-    deepr_eta: float = 0.01  # noise std is sqrt(2 eta T)
-    deepr_temperature_schedule: str = "0:1e-05,25:1e-08,80:1e-12,140:1e-15"  # epoch:T
-    deepr_sign_reference: str = "previous"  # previous (correct) | stale_init (official code)
+    deepr_eta: float = setting(0.01, "DeepR: gradient noise std is sqrt(2 eta T)")
+    deepr_temperature_schedule: str = setting(
+        "0:1e-05,25:1e-08,80:1e-12,140:1e-15", "DeepR temperature T per epoch, 'epoch:T,...'"
+    )
+    deepr_sign_reference: str = setting(
+        "previous",
+        "DeepR sign reference: previous (correct) or stale_init (official)",
+        ("previous", "stale_init"),
+    )
     # compressed sparse (Zhu & Gupta 2017): prune at the end of epochs 0, k, 2k, ...
-    prune_every: int = 2  # k, epochs between two prunes
-    prune_times: int = 20  # number of prunes on the cubic schedule
+    prune_every: int = setting(2, "pruning: epochs between two prunes (epochs)")
+    prune_times: int = setting(20, "pruning: number of prunes on the cubic schedule")
     # tensor: each tensor to the target | official: tensor, but LeNet-300-100's output layer
     # stops at 0.9 when the target is above (official main.py) | global: one |w| ranking
-    prune_scope: str = "tensor"
-    prune_time_scale: float = 1.0  # prune steps times this (a compressed run scaled in time)
+    prune_scope: str = setting(
+        "tensor",
+        "pruning: every tensor to the target sparsity (tensor, official) or one magnitude ranking "
+        "over all sparse tensors (global)",
+        ("tensor", "official", "global"),
+    )
+    prune_time_scale: float = setting(
+        1.0,
+        "compressed: each prune after its official step times this factor (a run scaled in time: "
+        "WRN-28-2 at the cpu budget; 1: official)",
+    )
     # static replica of a dsr run's final masks
-    replica_of_seed: int = -1  # seed of the source dsr run (-1: this run's seed)
-    replica_init: str = "fresh"  # fresh (new seed) | source (the dsr run's own initial weights)
+    replica_of_seed: int = setting(
+        -1, "static_replica: seed of the source dsr run (-1: this run's seed)"
+    )
+    replica_init: str = setting(
+        "fresh",
+        "static_replica weights: fresh (new seed) or source (the dsr run's init)",
+        ("fresh", "source"),
+    )
     # thin dense: match the sparse network's parameters or its memory (1 bit per mask position)
-    thin_match: str = "params"  # params (ICLR submission) | memory (ICML version)
+    thin_match: str = setting(
+        "params",
+        "thin_dense sized to the sparse network's params or memory (1 bit / mask)",
+        ("params", "memory"),
+    )
     # RigL (Evci et al. 2020) and sparse momentum, SNFS (Dettmers & Zettlemoyer 2019)
-    rigl_drop_fraction: float = 0.3  # alpha, annealed to 0 with a cosine
-    rigl_update_every: int = 100  # Delta T, steps between mask updates
-    rigl_end: float = 0.75  # fraction of the training steps after which masks are frozen
-    snfs_prune_rate: float = 0.5  # p, annealed with a cosine
+    rigl_drop_fraction: float = setting(0.3, "RigL's alpha, cosine-annealed to 0")
+    rigl_update_every: int = setting(100, "RigL's Delta T, optimizer steps between mask updates")
+    rigl_end: float = setting(0.75, "RigL: fraction of training after which masks are frozen")
+    snfs_prune_rate: float = setting(0.5, "sparse momentum's prune rate p, cosine-annealed")
     # DSR at kernel granularity (the paper's extra runs)
-    granularity: str = "weight"  # DSR prunes and regrows single weights | whole kxk kernels
+    granularity: str = setting(
+        "weight",
+        "DSR prunes and regrows single weights or whole kxk kernels: weight | kernel",
+        ("weight", "kernel"),
+    )
     # data
-    image_size: int = 0  # side of the square crops of streamed images (0: the model's input)
+    image_size: int = setting(
+        0, "side of the square crops of streamed images (imagenet; 0: the model's 224)"
+    )
 
     def __post_init__(self) -> None:
         if self.method == "dense" and self.sparsity != 0.0:
@@ -154,18 +236,12 @@ def coerce(name: str, value: Any) -> Any:
     raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}")
 
 
+# The values a string field allows (its metadata), checked by validate.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "grow_init": ("zero", "kaiming"),
-    "sparse_init": ("uniform", "erk", "protect_output"),
-    "regrowth": ("paper", "within", "anti", "uniform"),
-    "prune_rule": ("threshold", "topk"),
-    "set_variant": ("dsr", "original"),
-    "deepr_sign_reference": ("previous", "stale_init"),
-    "replica_init": ("fresh", "source"),
-    "thin_match": ("params", "memory"),
-    "granularity": ("weight", "kernel"),
-    "prune_scope": ("tensor", "official", "global"),
+    f.name: f.metadata["choices"] for f in fields(RunConfig) if f.metadata["choices"]
 }
+# The help text of every field (its metadata): the command line's and the notebooks' own.
+FIELD_HELP: dict[str, str] = {f.name: f.metadata["help"] for f in fields(RunConfig)}
 
 
 def validate(cfg: RunConfig) -> None:
