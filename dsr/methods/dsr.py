@@ -134,13 +134,7 @@ class DSR(Scheduled):
         for t, p, g in zip(self.masks.tensors, pruned, counts):
             if g == 0:
                 continue
-            m = t.mask.view(-1)
-            free = ~m
-            if exclude:
-                free[p] = False  # not where we just pruned
-            candidates = free.nonzero().view(-1)
-            pick = candidates[torch.randperm(len(candidates), generator=self.generator)[:g]]
-            m[pick] = True
+            pick = self.grow_random(t, g, p if exclude else None)  # not where we just pruned
             self.grow_values(t.weight, pick, self.grow_init)
             if self.reset_momentum:
                 self.reset_momentum_at(t.weight, pick)
