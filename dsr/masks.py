@@ -162,6 +162,9 @@ class Masks:
         for t in self.tensors:
             if not hasattr(t.module, MASK):
                 t.module.register_buffer(MASK, torch.ones_like(t.weight, dtype=torch.bool))
+        # each mask as its weight's dtype, and what it was made from (see float_masks)
+        self._float: list[torch.Tensor] = []
+        self._float_from: list[tuple[torch.Tensor, int, torch.dtype]] = []
 
     def __len__(self) -> int:
         return len(self.tensors)
@@ -202,18 +205,35 @@ class Masks:
             )
         self.apply_()
 
+    def float_masks(self) -> list[torch.Tensor]:
+        """Each mask as a tensor of its weight's dtype (1.0 active, 0.0 inactive), made again
+        only when a mask changed: another buffer, or an in-place write to it (torch counts
+        those in the tensor's version). Multiplying by it is multiplying by the bool mask,
+        bit for bit, without converting the mask at every step."""
+        masks, weights = self.masks, self.weights
+        now = [(m, m._version, w.dtype) for m, w in zip(masks, weights)]
+        same = len(now) == len(self._float_from) and all(
+            a is b and v == u and d == e for (a, v, d), (b, u, e) in zip(now, self._float_from)
+        )
+        if not same:
+            self._float = [m.to(w.dtype) for m, w in zip(masks, weights)]
+            self._float_from = now
+        return self._float
+
     @torch.no_grad()
     def apply_(self) -> None:
         """Zero every inactive weight (call after each optimizer step)."""
-        for w, m in zip(self.weights, self.masks):
-            w.mul_(m)
+        if self.tensors:
+            torch._foreach_mul_(self.weights, self.float_masks())
 
     @torch.no_grad()
     def mask_grads_(self) -> None:
         """Zero the gradients of inactive weights (call before each optimizer step)."""
-        for w, m in zip(self.weights, self.masks):
-            if w.grad is not None:
-                w.grad.mul_(m)
+        pairs = [
+            (w.grad, m) for w, m in zip(self.weights, self.float_masks()) if w.grad is not None
+        ]
+        if pairs:
+            torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
 
     def active_counts(self) -> list[int]:
         return [int(m.sum()) for m in self.masks]

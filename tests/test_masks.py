@@ -128,3 +128,32 @@ def test_default_sparse_layers_for_a_user_model():
     )
     m = sparsify(net, "static", sparsity=0.5, steps_per_epoch=1)
     assert [t.name for t in m.masks.tensors] == ["0", "3"]
+
+
+def test_the_float_masks_follow_every_change_of_the_bool_masks():
+    """apply_ multiplies by a float copy of each mask, made again whenever a mask changes: an
+    in-place write (a reallocation), a state_dict load, or a new buffer (model.to)."""
+    torch.manual_seed(0)
+    model = create_model("lenet300")
+    method = sparsify(model, "static", sparsity=0.9, steps_per_epoch=10)
+    masks = method.masks
+    first = masks.float_masks()
+    assert masks.float_masks() is first  # unchanged masks: the same copies
+    fc1 = masks.tensors[0]
+    on = fc1.mask.view(-1).nonzero()[0]
+    fc1.mask.view(-1)[on] = False  # an in-place write, as a reallocation makes
+    with torch.no_grad():
+        model.fc1.weight.fill_(1.0)
+    masks.apply_()
+    assert model.fc1.weight.detach().view(-1)[on].item() == 0.0
+    assert torch.equal(model.fc1.weight != 0, fc1.mask)
+    other = create_model("lenet300")
+    sparsify(other, "static", sparsity=0.5, steps_per_epoch=10)
+    model.load_state_dict(other.state_dict())  # copies into the same buffers
+    with torch.no_grad():
+        model.fc2.weight.fill_(1.0)
+    masks.apply_()
+    assert torch.equal(model.fc2.weight != 0, masks.tensors[1].mask)
+    model.to(torch.float64)  # new parameters and buffers of another dtype
+    masks.apply_()
+    assert all(m.dtype == torch.float64 for m in masks.float_masks())
