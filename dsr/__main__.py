@@ -325,6 +325,15 @@ def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.kernels is not None:
+        from dsr import kernels_bench
+
+        setup_runtime(args, 1)
+        if args.device != "cpu":
+            raise CommandError("--kernels measures CPU kernels: leave --device at cpu")
+        result = kernels_bench.write(args.kernels, args.repeats)
+        print(f"wrote {len(result['rows'])} rows to {args.kernels}")
+        return 0
     setup_runtime(args, os.cpu_count())
     if args.images is None:
         args.images = 10_000 if args.device.startswith("cuda") else 0
@@ -443,6 +452,14 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--no-ratios", action="store_true", help="skip the sparse/dense ratios")
     b.add_argument(
         "--sync-check", action="store_true", help="count host syncs of a training epoch (CUDA)"
+    )
+    b.add_argument(
+        "--kernels",
+        metavar="JSON",
+        type=Path,
+        help="instead: time masked dense against torch.sparse CSR kernels at the LeNet-300-100 "
+        "and WRN-28-2 layer shapes, s = 0.5-0.99 (CPU, one thread unless --threads), and write "
+        "them to JSON (the book reads data/bench/sparse_kernels.json)",
     )
     add_runtime_options(b)
     b.set_defaults(func=cmd_bench)

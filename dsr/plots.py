@@ -273,6 +273,30 @@ def accuracy_vs_flops(st: results.Study) -> Figure:
     return fig
 
 
+def kernel_speedups(rows: pd.DataFrame) -> Figure:
+    """Masked dense time over CSR time against sparsity, one line per layer, one panel per
+    network (log scale; above the dashed line at 1, CSR is faster)."""
+    networks = list(dict.fromkeys(rows.network)) if len(rows) else [None]
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(5 * len(networks) + 2, 3.8), layout="constrained")
+        axes = list(fig.subplots(1, len(networks), squeeze=False)[0])
+    if rows.empty:
+        empty(axes[0], "not measured here")
+        return fig
+    markers = iter("osD^vP" * 4)
+    for ax, net in zip(axes, networks):
+        part = rows[rows.network == net]
+        for (layer, g), colour in zip(part.groupby("layer", sort=False), SPARE * 2):
+            ax.plot(g.sparsity, g.speedup, marker=next(markers), color=colour, label=layer)
+        ax.axhline(1.0, color="0.3", ls="--", lw=1)
+        ax.set_yscale("log")
+        ax.set_title(net)
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel("masked dense time / CSR time")
+        ax.legend(loc="upper left", frameon=False, fontsize="small")
+    return fig
+
+
 def cost(st: results.Study) -> Figure:
     """Mask updates per epoch of each method (log scale), from the runs' logs."""
     done = st.done().assign(per_epoch=lambda d: d.reallocations / d.epochs)

@@ -51,6 +51,7 @@ NOTEBOOK_ONLY = {
     "seeds": "comma-separated seeds",
     "runs_root": "run cache folder; empty: $DSR_RUNS or data/runs",
     "budget": "the budget whose committed runs the default profile reads (empty: paper)",
+    "bench_file": "notebook 8: the kernel measurement to read (empty: the committed one)",
     "wrn_dataset": "notebook 4: data set of its WRN-28-2 run (cifar10 or cifar10-jpeg)",
     "wrn_budget": "notebook 4: budget of the committed WRN-28-2 run the default profile reads",
     "wrn_sparsity": "notebook 4: sparsity of its WRN-28-2 run",
