@@ -20,15 +20,12 @@ from dsr.config import (
     coerce,
     preset,
 )
+from dsr.errors import CommandError
 
 
 def terminated(signum: int, frame: object) -> None:
     """SIGTERM handler: stop as Ctrl-C does (the run keeps its last epoch checkpoint)."""
     raise KeyboardInterrupt
-
-
-class CommandError(Exception):
-    """Bad input on the command line, reported as one line."""
 
 
 class Parser(argparse.ArgumentParser):

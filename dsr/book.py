@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from dsr.data import PROJECT, data_root
+from dsr.errors import BookError
 
 SOURCES = ("_config.yml", "_toc.yml", "_static", "book")
 # Parameter values a profile sets in every notebook that declares them; the smoke profile
@@ -42,10 +43,6 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
         "06": {"methods": "dsr,static", "seeds": "0"},
     }
 }
-
-
-class BookError(RuntimeError):
-    """A notebook that failed or a book that did not build, with a one-line reason."""
 
 
 def notebooks() -> list[Path]:

@@ -17,11 +17,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from dsr.errors import ConfigError
 from dsr.schedules import Schedule, ScheduleError
-
-
-class ConfigError(ValueError):
-    """A run configuration that cannot be run, with a one-line reason."""
 
 
 def setting(default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:

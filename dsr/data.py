@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dsr.errors import DataError
+
 PROJECT = Path(__file__).resolve().parents[1]
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -42,10 +44,6 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 # official DSR code builds on.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
-
-
-class DataError(RuntimeError):
-    """A data set that is missing, corrupt or unreadable, with a one-line reason."""
 
 
 def data_root() -> Path:

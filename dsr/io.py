@@ -23,10 +23,7 @@ from typing import Any
 
 import torch
 
-
-class CheckpointError(RuntimeError):
-    """A stored run file (checkpoint, summary, config) that cannot be read."""
-
+from dsr.errors import CheckpointError
 
 _fault_counts: dict[str, int] = {}
 

@@ -16,11 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dsr.errors import MaskError
+
 MASK = "weight_mask"
-
-
-class MaskError(ValueError):
-    """A mask that is not a bool tensor of its weight's shape."""
 
 
 def default_sparse_names(model: nn.Module) -> list[str]:

@@ -37,6 +37,7 @@ import pandas as pd
 
 from dsr.config import BUDGETS, PROTOCOLS, ConfigError, RunConfig, coerce, preset
 from dsr.data import PROJECT
+from dsr.errors import ResultsError
 from dsr.events import active_before, grown_per_tensor  # noqa: F401  (grown_per_tensor: API)
 from dsr.schedules import Schedule
 
@@ -79,10 +80,6 @@ PAPER_VERSIONS = {
     "wrn28_2": "ICML 2019",
     "resnet50": "ICML 2019",
 }
-
-
-class ResultsError(ValueError):
-    """Results that cannot be put in one table, with a one-line reason."""
 
 
 # --- planning and collecting runs ------------------------------------------------------------

@@ -11,9 +11,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 
-
-class ScheduleError(ValueError):
-    """A schedule string that cannot be parsed."""
+from dsr.errors import ScheduleError
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from torch import nn
 from dsr import distributed, io
 from dsr.config import ConfigError, RunConfig, budget_runtime
 from dsr.data import Data, load
+from dsr.errors import TrainingDiverged
 from dsr.masks import count_parameters, default_sparse_names
 from dsr.methods import METHODS, Method
 from dsr.models import create_model, input_shape
@@ -39,10 +40,6 @@ from dsr.provenance import code_version
 from dsr.schedules import Schedule
 
 CHECKPOINT, INIT = "checkpoint.pt", "init.pt"
-
-
-class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
 
 
 @dataclass(frozen=True)
