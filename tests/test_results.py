@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from dsr import results
+from dsr import claims, density, results
 from dsr.results import RUN_COLUMNS, ResultsError, Study
 
 
@@ -308,7 +308,7 @@ def test_density_over_seeds_needs_every_run_for_reproduced(
     """One row per finished seed with its pairs held; "reproduced" only when every run holds
     every size pair, "partly" when more than half of all pairs hold."""
     finals = iter([crafted_final([0.1, 0.2, 0.3]), crafted_final(second)])
-    monkeypatch.setattr(results, "final_density", lambda record, over=None: next(finals))
+    monkeypatch.setattr(density, "final_density", lambda record, over=None: next(finals))
     v = results.density_over_seeds(smoke_dsr, "dsr", 0.9)
     assert list(v.pairs.seed) == [0, 1]
     assert v.pairs["size pairs"].tolist() == [3, 3]
@@ -368,7 +368,7 @@ def test_a_verdict_says_where_a_baseline_left_classes_unconnected(monkeypatch):
     rows = [("dsr", s, i, 98.0 + i / 10, "mnist") for s in (0.9, 0.99) for i in (0, 1, 2)]
     rows += [("static", s, i, 97.0 + i / 10, "mnist") for s in (0.9, 0.99) for i in (0, 1, 2)]
     cut = {("static", 0.99): "6 of 10"}
-    monkeypatch.setattr(results, "classes_connected", lambda st, m, s: cut.get((m, s), "all"))
+    monkeypatch.setattr(claims, "classes_connected", lambda st, m, s: cut.get((m, s), "all"))
     v = results.verdict_beats(fake(rows), "dsr", ["static"])
     assert list(v.pairs["classes connected"]) == ["all / all", "all / 6 of 10"]
     assert "in 1 of them a run leaves classes without an incoming weight (static at s = 0.99)" in (
