@@ -99,7 +99,7 @@ def test_anti_and_uniform_split_the_regrowth_by_their_weights(regrowth):
         m.masks.apply_()
     pruned = m.prune()
     surviving = m.masks.active_counts()
-    grown = m.grow(pruned)
+    grown = m.regrow(pruned)
     total = sum(len(p) for p in pruned)
     assert sum(grown) == total > 0
     weights = [n - a for n, a in zip(numels, surviving)] if regrowth == "anti" else [1, 1, 1]

@@ -194,6 +194,52 @@ class Method:
             buf.view(-1)[index] = 0.0
 
 
+class Reallocation(Method):
+    """The reallocation template: at each update, every tensor :meth:`drop` s some active
+    weights, :meth:`counts` says how many each tensor regrows, every tensor :meth:`grow` s
+    them, and the update is logged as one event record (:meth:`update`). DSR, SET, RigL and
+    SNFS are this template with their own three steps; :meth:`begin` computes what one update
+    needs once (a fraction, shares, a threshold) and returns what the event logs of it,
+    :meth:`end` what is left to do and log after the growth (DSR adapts its threshold).
+    """
+
+    def begin(self) -> dict:
+        return {}
+
+    def drop(self, i: int, t: SparseTensor) -> torch.Tensor:
+        """Deactivate some active weights of tensor ``t`` (number ``i``); their flat positions."""
+        raise NotImplementedError
+
+    def counts(self, dropped: list[torch.Tensor]) -> list[int]:
+        """How many weights each tensor regrows: by default, as many as it dropped."""
+        return [len(d) for d in dropped]
+
+    def grow(self, i: int, t: SparseTensor, count: int, dropped: torch.Tensor) -> int:
+        """Activate ``count`` weights of tensor ``t``; the number that were not active just
+        before the update (a method may regrow a position it dropped)."""
+        raise NotImplementedError
+
+    def end(self, dropped: list[torch.Tensor], counts: list[int], new: list[int]) -> dict:
+        return {}
+
+    def update(self) -> dict:
+        event = self.begin()
+        dropped = [self.drop(i, t) for i, t in enumerate(self.masks.tensors)]
+        counts = self.counts(dropped)
+        new = [
+            self.grow(i, t, c, d)
+            for i, (t, c, d) in enumerate(zip(self.masks.tensors, counts, dropped))
+        ]
+        event.update(
+            pruned=sum(len(d) for d in dropped),
+            grown=sum(counts),
+            pruned_per_tensor=[len(d) for d in dropped],
+            grown_per_tensor=list(counts),
+        )
+        event.update(self.end(dropped, counts, new))
+        return event
+
+
 class Scheduled(Method):
     """A method that reallocates every P steps, P from a per-epoch schedule, until a stop epoch.
 

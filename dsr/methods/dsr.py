@@ -38,11 +38,11 @@ import torch
 from torch import nn
 
 from dsr.methods import kernels
-from dsr.methods.base import Scheduled, register, split_proportional
+from dsr.methods.base import Reallocation, Scheduled, register, split_proportional
 
 
 @register("dsr")
-class DSR(Scheduled):
+class DSR(Scheduled, Reallocation):
     """Global magnitude threshold pruning, proportional random regrowth, adaptive threshold."""
 
     config_fields = (
@@ -100,47 +100,41 @@ class DSR(Scheduled):
         return list(drop.split(self.masks.numels))
 
     @torch.no_grad()
-    def prune(self) -> list[torch.Tensor]:
-        """Drop active weights with |w| < H in every tensor (or, under ``topk``, the Np
-        smallest); return the flat pruned positions."""
-        pruned = []
-        drops = self.topk_drops() if self.prune_rule == "topk" else None
-        if drops is not None:  # the threshold this prune implies, for the log
-            w = torch.cat([t.weight.view(-1)[d] for t, d in zip(self.masks.tensors, drops)])
+    def begin(self) -> dict:
+        """The threshold of this update; under ``topk``, the Np positions to drop."""
+        self.drops = self.topk_drops() if self.prune_rule == "topk" else None
+        if self.drops is not None:  # the threshold this prune implies, for the log
+            w = torch.cat([t.weight.view(-1)[d] for t, d in zip(self.masks.tensors, self.drops)])
             self.last_cut = float(w.abs().max()) if len(w) else 0.0
-        for i, t in enumerate(self.masks.tensors):
-            w, m = t.weight.view(-1), t.mask.view(-1)
-            drop = drops[i] if drops is not None else m & (w.abs() < self.threshold)
-            if bool(drop.sum() == m.sum()) and bool(m.any()):  # never empty a tensor (not
-                # the official choice: it keeps the first active position, we the largest |w|)
-                drop[torch.where(m, w.abs(), -1.0).argmax()] = False
-            m &= ~drop
-            w[drop] = 0.0
-            pruned.append(drop.nonzero().view(-1))
-        return pruned
+        return {"threshold": self.threshold}
 
     @torch.no_grad()
-    def grow(self, pruned: list[torch.Tensor]) -> list[int]:
-        """Regrow sum(len(pruned)) weights, split across tensors by :meth:`counts`."""
+    def drop(self, i: int, t) -> torch.Tensor:
+        """Drop the active weights with |w| < H (or, under ``topk``, this tensor's share of the
+        Np smallest), never all of them."""
+        w, m = t.weight.view(-1), t.mask.view(-1)
+        drop = self.drops[i] if self.drops is not None else m & (w.abs() < self.threshold)
+        if bool(drop.sum() == m.sum()) and bool(m.any()):  # never empty a tensor (not
+            # the official choice: it keeps the first active position, we the largest |w|)
+            drop[torch.where(m, w.abs(), -1.0).argmax()] = False
+        m &= ~drop
+        w[drop] = 0.0
+        return drop.nonzero().view(-1)
+
+    def counts(self, dropped: list[torch.Tensor]) -> list[int]:
+        """Split the K dropped weights across tensors (``regrowth``), at positions not dropped
+        in this update unless free positions run out."""
         surviving = self.masks.active_counts()
-        total = sum(len(p) for p in pruned)
-        capacity = [n - a - len(p) for n, a, p in zip(self.masks.numels, surviving, pruned)]
+        total = sum(len(p) for p in dropped)
+        capacity = [n - a - len(p) for n, a, p in zip(self.masks.numels, surviving, dropped)]
         # Only at densities above ~0.5 can the free positions run out; then (and only then)
         # just-pruned positions become candidates again, so the count stays conserved.
-        exclude = total <= sum(capacity)
-        if not exclude:
+        self.exclude = total <= sum(capacity)
+        if not self.exclude:
             capacity = [n - a for n, a in zip(self.masks.numels, surviving)]
-        counts = self.counts(total, surviving, [len(p) for p in pruned], capacity)
-        for t, p, g in zip(self.masks.tensors, pruned, counts):
-            if g == 0:
-                continue
-            pick = self.grow_random(t, g, p if exclude else None)  # not where we just pruned
-            self.grow_values(t.weight, pick, self.grow_init)
-            if self.reset_momentum:
-                self.reset_momentum_at(t.weight, pick)
-        return counts
+        return self.split_regrowth(total, surviving, [len(p) for p in dropped], capacity)
 
-    def counts(
+    def split_regrowth(
         self, total: int, surviving: list[int], pruned: list[int], capacity: list[int]
     ) -> list[int]:
         """How many of the ``total`` regrown weights each tensor gets (``regrowth``)."""
@@ -155,28 +149,57 @@ class DSR(Scheduled):
         }[self.regrowth]
         return split_proportional(total, weights, capacity)
 
-    def update(self) -> dict:
-        threshold = self.threshold
-        if self.granularity == "kernel":
-            units = kernels.prune(self.masks, self.threshold)
-            grown = kernels.grow(self, units)
-            sizes = [kernels.unit_size(w) for w in self.masks.weights]
-            pruned_per_tensor = [len(u) * k for u, k in zip(units, sizes)]
-        else:
-            pruned = self.prune()
-            grown = self.grow(pruned)
-            pruned_per_tensor = [len(p) for p in pruned]
-        k = sum(pruned_per_tensor)
+    @torch.no_grad()
+    def grow(self, i: int, t, count: int, dropped: torch.Tensor) -> int:
+        """Uniformly random inactive positions, with value 0 (``grow_init``)."""
+        if count == 0:
+            return 0
+        pick = self.grow_random(t, count, dropped if self.exclude else None)
+        self.grow_values(t.weight, pick, self.grow_init)
+        if self.reset_momentum:
+            self.reset_momentum_at(t.weight, pick)
+        return count
+
+    def end(self, dropped, counts, new) -> dict:
+        """Adapt H: halve it if K > (1 + delta) Np, double it if K < (1 - delta) Np."""
+        k = sum(len(d) for d in dropped)
+        self.adapt(k)
+        return {"threshold": self.threshold_used, "next_threshold": self.threshold}
+
+    def adapt(self, k: int) -> None:
+        self.threshold_used = self.threshold
         if self.prune_rule == "topk":
-            threshold = self.threshold = self.last_cut
+            self.threshold_used = self.threshold = self.last_cut
         elif k > (1 + self.delta) * self.np_target:
             self.threshold /= 2
         elif k < (1 - self.delta) * self.np_target:
             self.threshold *= 2
+
+    # the two halves of one reallocation, for a caller that looks between them
+    def prune(self) -> list[torch.Tensor]:
+        """Drop in every tensor (:meth:`drop`); the flat positions dropped per tensor."""
+        self.begin()
+        return [self.drop(i, t) for i, t in enumerate(self.masks.tensors)]
+
+    def regrow(self, pruned: list[torch.Tensor]) -> list[int]:
+        """Regrow what :meth:`prune` dropped; the count per tensor."""
+        counts = self.counts(pruned)
+        for i, (t, c, d) in enumerate(zip(self.masks.tensors, counts, pruned)):
+            self.grow(i, t, c, d)
+        return counts
+
+    def update(self) -> dict:
+        if self.granularity != "kernel":
+            return super().update()
+        units = kernels.prune(self.masks, self.threshold)
+        grown = kernels.grow(self, units)
+        sizes = [kernels.unit_size(w) for w in self.masks.weights]
+        pruned_per_tensor = [len(u) * k for u, k in zip(units, sizes)]
+        self.adapt(sum(pruned_per_tensor))
         return {
-            "threshold": threshold,
+            "threshold": self.threshold_used,
             "next_threshold": self.threshold,
-            "pruned": k,
+            "pruned": sum(pruned_per_tensor),
             "grown": sum(grown),
             "pruned_per_tensor": pruned_per_tensor,
             "grown_per_tensor": grown,

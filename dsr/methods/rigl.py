@@ -28,13 +28,13 @@ from torch import nn
 
 from dsr.config import ConfigError
 from dsr.masks import SparseTensor
-from dsr.methods.base import Method, register
+from dsr.methods.base import Reallocation, register
 
 DROP_JITTER = 1e-5  # std of the noise added to |w| before the drop (Google's code)
 
 
 @register("rigl")
-class RigL(Method):
+class RigL(Reallocation):
     """Magnitude drop, dense-gradient growth, per tensor, on a cosine-annealed fraction."""
 
     config_fields = ("epochs", "rigl_drop_fraction", "rigl_update_every", "rigl_end")
@@ -78,38 +78,44 @@ class RigL(Method):
             ]
         self.masks.mask_grads_()
 
+    def begin(self) -> dict:
+        if self.dense_grads is None:
+            raise RuntimeError("RigL.update needs the dense gradients kept by before_step()")
+        self.fraction = self.drop_fraction(self.step)
+        self.before = [None] * len(self.masks)
+        return {"drop_fraction": self.fraction}
+
     @torch.no_grad()
-    def rewire(self, t: SparseTensor, grad: torch.Tensor, fraction: float) -> tuple[int, int]:
-        """Drop and grow in one tensor; return (dropped, newly activated)."""
+    def drop(self, i: int, t: SparseTensor) -> torch.Tensor:
+        """The n = int(fraction * active) active weights of smallest |w| (a tiny jitter breaks
+        ties at random)."""
         w, m = t.weight.view(-1), t.mask.view(-1)
         active = m.nonzero().view(-1)
-        n = int(len(active) * fraction)
+        n = int(len(active) * self.fraction)
         if n == 0:
-            return 0, 0
+            return active[:0]
         jitter = torch.randn(len(active), generator=self.generator).to(w) * DROP_JITTER
         drop = active[torch.topk(w[active].abs() + jitter, n, largest=False).indices]
-        kept = m.clone()
-        kept[drop] = False
-        score = grad.view(-1).abs().masked_fill(kept, -1.0)  # only inactive positions compete
-        grow = torch.topk(score, n).indices
-        new = grow[~m[grow]]
-        m.copy_(kept)
+        self.before[i] = m.clone()
+        m[drop] = False
+        return drop
+
+    @torch.no_grad()
+    def grow(self, i: int, t: SparseTensor, count: int, dropped: torch.Tensor) -> int:
+        """The ``count`` positions of largest dense |gradient| among those inactive after the
+        drop (a dropped one may come back), at 0 with zero momentum; returns the new ones."""
+        if count == 0:
+            return 0
+        w, m = t.weight.view(-1), t.mask.view(-1)
+        score = self.dense_grads[i].view(-1).abs().masked_fill(m, -1.0)
+        grow = torch.topk(score, count).indices
+        new = grow[~self.before[i][grow]]
         m[grow] = True
         w[~m] = 0.0
         w[new] = 0.0
         self.reset_momentum_at(t.weight, new)
-        return n, len(new)
+        return len(new)
 
-    def update(self) -> dict:
-        if self.dense_grads is None:
-            raise RuntimeError("RigL.update needs the dense gradients kept by before_step()")
-        fraction = self.drop_fraction(self.step)
-        counts = [self.rewire(t, g, fraction) for t, g in zip(self.masks.tensors, self.dense_grads)]
-        self.dense_grads = None
-        return {
-            "drop_fraction": fraction,
-            "pruned": sum(d for d, _ in counts),
-            "grown": sum(d for d, _ in counts),
-            "pruned_per_tensor": [d for d, _ in counts],
-            "new_per_tensor": [g for _, g in counts],
-        }
+    def end(self, dropped, counts, new) -> dict:
+        self.dense_grads, self.before = None, None
+        return {"new_per_tensor": new}

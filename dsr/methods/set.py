@@ -30,13 +30,13 @@ import torch
 from torch import nn
 
 from dsr.config import ConfigError
-from dsr.methods.base import Scheduled, register
+from dsr.methods.base import Reallocation, Scheduled, register
 
 ORIGINAL_ZETA = 0.3  # Mocanu et al. 2018, the value used in all their experiments
 
 
 @register("set")
-class SET(Scheduled):
+class SET(Scheduled, Reallocation):
     """Per-tensor magnitude pruning of a fixed fraction, random regrowth in the same tensor."""
 
     config_fields = (
@@ -102,25 +102,24 @@ class SET(Scheduled):
         return torch.cat(drops)
 
     @torch.no_grad()
-    def rewire(self, t) -> tuple[int, int]:
-        """Prune and regrow one tensor; return (pruned, grown)."""
+    def drop(self, i: int, t) -> torch.Tensor:
         w, m = t.weight.view(-1), t.mask.view(-1)
         drop = self.drop_smallest(w, m) if self.variant == "dsr" else self.drop_signed(w, m)
         m[drop] = False
         w[drop] = 0.0
-        exclude = drop if int((~m).sum()) - len(drop) >= len(drop) else None
-        pick = self.grow_random(t, len(drop), exclude)
+        return drop
+
+    @torch.no_grad()
+    def grow(self, i: int, t, count: int, dropped: torch.Tensor) -> int:
+        """As many as dropped, in the same tensor, at random inactive positions other than the
+        dropped ones (unless too few are free)."""
+        m = t.mask.view(-1)
+        exclude = dropped if int((~m).sum()) - len(dropped) >= len(dropped) else None
+        pick = self.grow_random(t, count, exclude)
         self.grow_values(t.weight, pick, self.grow_init)
         if self.reset_momentum:
             self.reset_momentum_at(t.weight, pick)
-        return len(drop), len(pick)
+        return len(pick)
 
-    def update(self) -> dict:
-        counts = [self.rewire(t) for t in self.masks.tensors]
-        return {
-            "zeta": self.zeta,
-            "pruned": sum(p for p, _ in counts),
-            "grown": sum(g for _, g in counts),
-            "pruned_per_tensor": [p for p, _ in counts],
-            "grown_per_tensor": [g for _, g in counts],
-        }
+    def begin(self) -> dict:
+        return {"zeta": self.zeta}

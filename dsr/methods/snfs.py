@@ -31,14 +31,14 @@ from torch import nn
 
 from dsr.config import ConfigError
 from dsr.masks import SparseTensor
-from dsr.methods.base import Method, register, split_proportional
+from dsr.methods.base import Reallocation, register, split_proportional
 
 MIN_PRUNE_RATE = 0.005  # eta_min of the official CosineDecay
 DENSE_LAYER = 0.2  # sparsity below which a tensor prunes at most its own sparsity
 
 
 @register("snfs")
-class SNFS(Method):
+class SNFS(Reallocation):
     """Magnitude pruning, momentum-proportional redistribution, momentum growth."""
 
     config_fields = ("epochs", "snfs_prune_rate", "reset_momentum")
@@ -104,51 +104,49 @@ class SNFS(Method):
             out.append(min(sparsity, p) if grows else p)
         return out
 
-    @torch.no_grad()
-    def prune(self, t: SparseTensor, rate: float) -> int:
-        """Drop ceil(rate * active) active weights of smallest |w| (mask only)."""
-        w, m = t.weight.view(-1), t.mask.view(-1)
-        active = m.nonzero().view(-1)
-        k = math.ceil(rate * len(active))
-        m[active[torch.topk(w[active].abs(), k, largest=False).indices]] = False
-        return k
+    def begin(self) -> dict:
+        p = self.prune_rate(self.step)
+        self.share = self.shares()
+        self.before = [m.clone() for m in self.masks.masks]
+        self.rate = self.rates(p, self.share)
+        return {"prune_rate": p}
 
     @torch.no_grad()
-    def grow(self, t: SparseTensor, buf: torch.Tensor, before: torch.Tensor, count: int) -> int:
+    def drop(self, i: int, t: SparseTensor) -> torch.Tensor:
+        """Drop ceil(rate * active) active weights of smallest |w| (mask only: the weights
+        are zeroed when the tensor regrows)."""
+        w, m = t.weight.view(-1), t.mask.view(-1)
+        active = m.nonzero().view(-1)
+        k = math.ceil(self.rate[i] * len(active))
+        drop = active[torch.topk(w[active].abs(), k, largest=False).indices]
+        m[drop] = False
+        return drop
+
+    def counts(self, dropped: list[torch.Tensor]) -> list[int]:
+        """All the dropped weights, split in proportion to each tensor's momentum share."""
+        free = [n - a for n, a in zip(self.masks.numels, self.masks.active_counts())]
+        return split_proportional(sum(len(d) for d in dropped), self.share, free)
+
+    @torch.no_grad()
+    def grow(self, i: int, t: SparseTensor, count: int, dropped: torch.Tensor) -> int:
         """Activate the ``count`` inactive positions of largest |momentum|; zero dropped
         weights; give new weights momentum (or 0); return the number of new ones."""
         w, m = t.weight.view(-1), t.mask.view(-1)
+        buf = self.momentum[i]
         score = buf.view(-1).abs().masked_fill(m, -1.0)
         grow = torch.topk(score, count).indices
         m[grow] = True
         w[~m] = 0.0
-        new = grow[~before.view(-1)[grow]]
+        new = grow[~self.before[i].view(-1)[grow]]
         w[new] = 0.0
         state = self.optimizer.state.get(t.weight, {}).get("momentum_buffer")
         if state is not None:
             state.view(-1)[new] = 0.0 if self.reset_momentum else buf.view(-1)[new]
         return len(new)
 
-    def update(self) -> dict:
-        p = self.prune_rate(self.step)
-        shares = self.shares()
-        before = [m.clone() for m in self.masks.masks]
-        pruned = [self.prune(t, r) for t, r in zip(self.masks.tensors, self.rates(p, shares))]
-        free = [n - a for n, a in zip(self.masks.numels, self.masks.active_counts())]
-        counts = split_proportional(sum(pruned), shares, free)
-        new = [
-            self.grow(t, b, old, g)
-            for t, b, old, g in zip(self.masks.tensors, self.momentum, before, counts)
-        ]
-        return {
-            "prune_rate": p,
-            "pruned": sum(pruned),
-            "grown": sum(counts),
-            "pruned_per_tensor": pruned,
-            "grown_per_tensor": counts,
-            "new_per_tensor": new,
-            "shares": shares,
-        }
+    def end(self, dropped, counts, new) -> dict:
+        self.before = None
+        return {"new_per_tensor": new, "shares": self.share}
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "momentum": [b.clone() for b in self.momentum]}
