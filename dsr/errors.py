@@ -17,8 +17,7 @@ class ScheduleError(ValueError):
 
 
 class MaskError(ValueError):
-    """A mask that is not a bool tensor of its weight's shape, or a method without the run it
-    starts from."""
+    """A mask that is not a bool tensor of its weight's shape."""
 
 
 class DataError(RuntimeError):

@@ -12,6 +12,7 @@ from dsr.config import ConfigError, preset
 from dsr.masks import exact_counts
 from dsr.methods import sparsify
 from dsr.runs import final_weights, load_run, run
+from dsr.train import build
 from tests.conftest import tiny
 from tests.method_toys import toy_model
 
@@ -236,3 +237,9 @@ def test_the_cpu_budget_scales_wrn_compression_with_the_protocol():
     method = sparsify(toy_model(), "pruning", sparsity=0.9, steps_per_epoch=500,
                       prune_time_scale=cpu.prune_time_scale)  # fmt: skip
     assert len(method.prune_steps) == 20 and method.prune_steps[-1] <= cpu.epochs * 500
+
+
+def test_a_method_that_starts_from_another_run_is_refused_without_it():
+    """Built without the run it starts from (dsr.runs hands that over), a one-line error."""
+    with pytest.raises(ConfigError, match="starts from another run: train it with dsr.runs.run"):
+        build(tiny(**PRUNING))

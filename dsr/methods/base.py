@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from dsr.config import RunConfig
-from dsr.masks import MaskError, Masks, SparseTensor
+from dsr.config import ConfigError, RunConfig
+from dsr.masks import Masks, SparseTensor
 from dsr.schedules import Schedule
 
 METHODS: dict[str, type[Method]] = {}
@@ -317,7 +317,7 @@ def source_config(
 def the_source(cls: type[Method], sources: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The one source of a method that starts from one run; a one-line error without it."""
     if len(sources) != 1 or set(sources[0]) != set(cls.needs):
-        raise MaskError(
+        raise ConfigError(
             f"{cls.name} starts from another run: train it with dsr.runs.run, which finds that "
             f"run (training it first if needed) and hands over its {', '.join(cls.needs)}"
         )
