@@ -8,6 +8,7 @@ changing a page on purpose) means writing the file again with this script, in th
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -34,8 +35,22 @@ def glued(path: Path) -> dict[str, str]:
 
 
 def values(notebooks: list[Path] | None = None) -> dict[str, dict[str, str]]:
+    """Each notebook's glued values, read from the committed run cache (``data/runs``,
+    whatever ``DSR_RUNS`` says outside)."""
     notebooks = notebooks or sorted((PROJECT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     found = {}
+    saved = os.environ.get("DSR_RUNS")
+    os.environ["DSR_RUNS"] = str(PROJECT / "data" / "runs")  # the kernels inherit it
+    try:
+        return run_all(notebooks, found)
+    finally:
+        if saved is None:
+            os.environ.pop("DSR_RUNS", None)
+        else:
+            os.environ["DSR_RUNS"] = saved
+
+
+def run_all(notebooks: list[Path], found: dict) -> dict[str, dict[str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         for nb in notebooks:
             target = Path(tmp) / nb.name
