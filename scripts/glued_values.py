@@ -38,11 +38,10 @@ def values(notebooks: list[Path] | None = None) -> dict[str, dict[str, str]]:
     """Each notebook's glued values, read from the committed run cache (``data/runs``,
     whatever ``DSR_RUNS`` says outside)."""
     notebooks = notebooks or sorted((PROJECT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    found = {}
     saved = os.environ.get("DSR_RUNS")
     os.environ["DSR_RUNS"] = str(PROJECT / "data" / "runs")  # the kernels inherit it
     try:
-        return run_all(notebooks, found)
+        return run_all(notebooks)
     finally:
         if saved is None:
             os.environ.pop("DSR_RUNS", None)
@@ -50,7 +49,8 @@ def values(notebooks: list[Path] | None = None) -> dict[str, dict[str, str]]:
             os.environ["DSR_RUNS"] = saved
 
 
-def run_all(notebooks: list[Path], found: dict) -> dict[str, dict[str, str]]:
+def run_all(notebooks: list[Path]) -> dict[str, dict[str, str]]:
+    found = {}
     with tempfile.TemporaryDirectory() as tmp:
         for nb in notebooks:
             target = Path(tmp) / nb.name
