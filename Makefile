@@ -33,9 +33,10 @@ run: $(STAMP)  ## the main job: LeNet-300-100 / MNIST, DSR at s = 0.9, the paper
 	$(BIN)/python -m dsr train --protocol lenet300-mnist --budget paper --method dsr \
 	  --sparsity 0.9 --seed 0 --threads $(THREADS)
 
-test: $(STAMP) $(KERNEL)  ## lint, format check, the tests (every notebook at the smoke profile, a strict book build, the book in headless Chromium)
+test: $(STAMP) $(KERNEL)  ## lint, format check, type check of the public API, the tests (every notebook at the smoke profile, a strict book build, the book in headless Chromium)
 	$(BIN)/ruff check dsr tests scripts
 	$(BIN)/ruff format --check dsr tests scripts
+	$(BIN)/mypy
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -x --durations=10
 
 lint: $(STAMP)  ## ruff check and format check

@@ -133,6 +133,7 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
 def runtime_from_args(args: argparse.Namespace, defaults: dict[str, bool] | None = None):
     """The runtime the options ask for; an option not given takes its value from ``defaults``
     (a budget's, :func:`dsr.config.budget_runtime`), else off."""
+    from dsr.data_common import DataAccess
     from dsr.train import Runtime
 
     defaults = defaults or {}
@@ -146,6 +147,7 @@ def runtime_from_args(args: argparse.Namespace, defaults: dict[str, bool] | None
         bf16=flag("bf16"),
         compile=args.compile,
         flush_denormal=not args.no_flush_denormal,
+        data=DataAccess(download=args.download or None, loader_workers=args.loader_workers),
     )
 
 
@@ -210,10 +212,6 @@ def config_from_args(
 def setup_runtime(args: argparse.Namespace, default_threads: int | None) -> None:
     import torch
 
-    if args.download:
-        os.environ["DSR_DOWNLOAD"] = "1"
-    if args.loader_workers is not None:
-        os.environ["DSR_LOADER_WORKERS"] = str(args.loader_workers)
     if default_threads:  # processes started by torchrun share the cores
         default_threads = max(1, default_threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     threads = args.threads or default_threads

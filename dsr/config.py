@@ -135,8 +135,9 @@ class RunConfig:
     # stops at 0.9 when the target is above (official main.py) | global: one |w| ranking
     prune_scope: str = setting(
         "tensor",
-        "pruning: every tensor to the target sparsity (tensor, official) or one magnitude ranking "
-        "over all sparse tensors (global)",
+        "pruning: every tensor to the target sparsity (tensor); the official code's rule, the "
+        "compressed baseline's (official: as tensor, but LeNet-300-100's output layer keeps 100 "
+        "weights above s = 0.9); or one magnitude ranking over all sparse tensors (global)",
         ("tensor", "official", "global"),
     )
     prune_time_scale: float = setting(
@@ -480,7 +481,7 @@ def with_method(
             source_weight_decay=base["weight_decay"],
         )
     if method == "deepr" and factor != 1:
-        default = RunConfig.__dataclass_fields__["deepr_temperature_schedule"].default
+        default = str(RunConfig.__dataclass_fields__["deepr_temperature_schedule"].default)
         out["deepr_temperature_schedule"] = Schedule.parse(default).scaled(factor).format()
     out.update(METHOD_PROTOCOLS.get(method, {}))
     out.update(PROTOCOL_METHOD_CHANGES.get((protocol, method), {}))
@@ -522,7 +523,7 @@ def preset(protocol: str = "lenet300-mnist", budget: str = "paper", **overrides:
     base = dict(PROTOCOLS[protocol])
     if BUDGETS[budget].get(protocol, {}) is None:
         raise ConfigError(f"budget {budget!r} is not offered for {protocol}")
-    scale = dict(BUDGETS[budget].get(protocol, {}))
+    scale = dict(BUDGETS[budget].get(protocol) or {})
     divisor = scale.pop("period_divisor", 1)
     factor = scale.get("epochs", base["epochs"]) / base["epochs"]
     base.update(scale)

@@ -30,9 +30,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dsr.data_common import (  # noqa: F401  (re-exported: dsr.data.stratified_indices etc.)
+    FROM_ENV,
+    PROJECT,
+    SUBSET_SEED,
+    DataAccess,
+    cache_root,
+    data_root,
+    download_allowed,
+    epoch_order,
+    normalise,
+    shard_bounds,
+    stratified_indices,
+)
 from dsr.errors import DataError
 
-PROJECT = Path(__file__).resolve().parents[1]
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -44,18 +56,6 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 # official DSR code builds on.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("DSR_DATA_ROOT", PROJECT / "data"))
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("DSR_CACHE", PROJECT / "data" / "cache"))
-
-
-def download_allowed() -> bool:
-    return os.environ.get("DSR_DOWNLOAD", "0").lower() in ("1", "true", "yes")
 
 
 @dataclass
@@ -134,9 +134,8 @@ class Data:
         order, g = epoch_order(n, train, epoch, seed)
         augment = train and self.augment and bool(self.mean)
         sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
-        crops = draw_crop_flip(sizes, g) if augment else None  # (3, N): dy, dx, flip
-        order = to_device(order, x.device)
-        crops = to_device(crops, x.device) if augment else None
+        # (3, N): dy, dx, flip; drawn for every batch (an empty draw where not augmented)
+        crops = to_device(draw_crop_flip(sizes if augment else [], g), x.device)
         for i in range(0, n, batch_size):
             lo, hi = shard_bounds(min(batch_size, n - i), *shard)
             idx = order[i + lo : i + hi]
@@ -149,52 +148,6 @@ class Data:
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return -(-self.n_train // batch_size)
-
-
-SUBSET_SEED = 0  # the draw of every subset, the same for every run and seed
-
-
-def stratified_indices(
-    labels: torch.Tensor, n: int, seed: int = SUBSET_SEED
-) -> torch.Tensor | None:
-    """Indices of ``n`` examples, ``n // C`` of each of the C classes in ``labels`` and one more
-    of ``n % C`` classes drawn at random, each class's examples drawn at random; in the data's
-    order. ``None`` when ``n`` is 0 or not below ``len(labels)`` (everything is kept).
-
-    The draw depends only on the labels, ``n`` and ``seed``, so every run of a budget sees the
-    same subset. A class with fewer examples than its share is a :class:`DataError`.
-    """
-    if not n or n >= len(labels):
-        return None
-    labels = torch.as_tensor(labels).cpu()
-    classes = torch.unique(labels)
-    g = torch.Generator().manual_seed(seed)
-    share = torch.full((len(classes),), n // len(classes), dtype=torch.long)
-    share[torch.randperm(len(classes), generator=g)[: n % len(classes)]] += 1
-    picked = []
-    for c, k in zip(classes.tolist(), share.tolist()):
-        members = torch.nonzero(labels == c).flatten()
-        if k > len(members):
-            raise DataError(
-                f"a subset of {n} needs {k} examples of class {c}; it has {len(members)}"
-            )
-        picked.append(members[torch.randperm(len(members), generator=g)[:k]])
-    return torch.sort(torch.cat(picked)).values
-
-
-def epoch_order(n: int, train: bool, epoch: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:
-    """The order of ``n`` examples in an epoch (random for training, from a generator seeded
-    by (seed, epoch); as stored for testing) and that generator, for what else is drawn."""
-    g = torch.Generator().manual_seed(1_000_003 * seed + epoch)
-    return (torch.randperm(n, generator=g) if train else torch.arange(n)), g
-
-
-def shard_bounds(size: int, rank: int, world: int) -> tuple[int, int]:
-    """Start and end of part ``rank`` of ``size`` items cut into ``world`` contiguous parts
-    whose lengths differ by at most one (the first ``size % world`` parts are longer)."""
-    q, r = divmod(size, world)
-    lo = rank * q + min(rank, r)
-    return lo, lo + q + (rank < r)
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -232,21 +185,6 @@ def crop_flip(
     return padded[batch, chans, rows, cols]
 
 
-_STATS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def normalise(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 pixels ``(B, C, H, W)`` to floats with the given channel means and stds."""
-    key = (mean, std, x.device)
-    if key not in _STATS:  # made once per device: a new GPU tensor per batch would sync
-        _STATS[key] = (
-            torch.tensor(mean, device=x.device).view(1, -1, 1, 1),
-            torch.tensor(std, device=x.device).view(1, -1, 1, 1),
-        )
-    m, s = _STATS[key]
-    return (x.float() / 255.0 - m) / s
-
-
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -274,7 +212,7 @@ def combined_checksum(paths: list[Path]) -> str:
 # --- the data sets ---------------------------------------------------------------------------
 
 
-def load_mnist(model_input: tuple[int, ...]) -> Data:
+def load_mnist(model_input: tuple[int, ...], access: DataAccess = FROM_ENV) -> Data:
     """MNIST via torchvision, offline from the official .gz files when they are present."""
     from torchvision.datasets import MNIST
 
@@ -283,7 +221,7 @@ def load_mnist(model_input: tuple[int, ...]) -> Data:
     if all(p.exists() for p in raw):
         copy_mnist(raw, cache / "MNIST" / "raw")
         download = True  # torchvision finds the files and unpacks them
-    elif download_allowed():
+    elif access.may_download():
         download = True
     else:
         raise DataError(
@@ -332,14 +270,14 @@ def copy_mnist(raw: list[Path], cache: Path) -> None:
             os.replace(tmp, target)
 
 
-def load_cifar10(model_input: tuple[int, ...]) -> Data:
+def load_cifar10(model_input: tuple[int, ...], access: DataAccess = FROM_ENV) -> Data:
     """The real CIFAR-10 via torchvision (downloads only when allowed)."""
     from torchvision.datasets import CIFAR10
 
     root = data_root()
     try:
         train, test = (
-            CIFAR10(str(root), train=t, download=download_allowed()) for t in (True, False)
+            CIFAR10(str(root), train=t, download=access.may_download()) for t in (True, False)
         )
     except (RuntimeError, OSError) as e:
         raise DataError(
@@ -364,7 +302,7 @@ def load_cifar10(model_input: tuple[int, ...]) -> Data:
     )
 
 
-def load_cifar10_jpeg(model_input: tuple[int, ...]) -> Data:
+def load_cifar10_jpeg(model_input: tuple[int, ...], access: DataAccess = FROM_ENV) -> Data:
     """CIFAR-10 with JPEG-degraded pixels from ``<root>/cifar10-jpeg``, checked by sha256."""
     folder = data_root() / "cifar10-jpeg"
     manifest = read_manifest(folder / "manifest.json")
@@ -421,7 +359,7 @@ def read_npz_images(folder: Path, names: list[str]) -> tuple[torch.Tensor, torch
     return torch.cat(xs), torch.cat(ys)
 
 
-def load_synthetic(model_input: tuple[int, ...]) -> Data:
+def load_synthetic(model_input: tuple[int, ...], access: DataAccess = FROM_ENV) -> Data:
     """512 + 256 examples labelled by a fixed random linear teacher: learnable in seconds."""
     g = torch.Generator().manual_seed(1234)
     n, dim = 768, int(np.prod(model_input))
@@ -445,14 +383,15 @@ def load_synthetic(model_input: tuple[int, ...]) -> Data:
     return Data("synthetic", x[:512], y[:512], x[512:], y[512:], "synthetic-v1")
 
 
-def load_imagenet(model_input: tuple[int, ...]):
-    """ImageNet, streamed from ``<DSR_DATA_ROOT>/imagenet``: see :mod:`dsr.imagefolder`."""
+def load_imagenet(model_input: tuple[int, ...], access: DataAccess = FROM_ENV):
+    """ImageNet, streamed from ``<DSR_DATA_ROOT>/imagenet``: see :mod:`dsr.imagefolder`
+    (imported here, when asked for: it needs torchvision's image reading)."""
     from dsr.imagefolder import load_imagenet as load_folder
 
-    return load_folder(model_input)
+    return load_folder(model_input, access)
 
 
-DATASETS: dict[str, Callable[[tuple[int, ...]], Data]] = {
+DATASETS: dict[str, Callable[[tuple[int, ...], DataAccess], Data]] = {
     "mnist": load_mnist,
     "cifar10": load_cifar10,
     "cifar10-jpeg": load_cifar10_jpeg,
@@ -468,8 +407,9 @@ INPUT_SHAPES: dict[str, tuple[int, ...]] = {
 }
 
 
-def load(name: str, model_input: tuple[int, ...]) -> Data:
-    """Load a data set by name for a model with input shape ``model_input``."""
+def load(name: str, model_input: tuple[int, ...], access: DataAccess = FROM_ENV) -> Data:
+    """Load a data set by name for a model with input shape ``model_input``; ``access``: may
+    it be downloaded, how many workers stream it."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r} (known: {', '.join(sorted(DATASETS))})")
-    return DATASETS[name](model_input)
+    return DATASETS[name](model_input, access)

@@ -33,12 +33,8 @@ import torch
 from torch import nn
 
 from dsr.events import active_before
+from dsr.methods import METHODS
 from dsr.models import create_model, input_shape
-
-# Methods whose every tensor keeps its active count through training (they regrow where they
-# prune, or never change the masks): their final counts hold from step 0, and their logs
-# (DeepR's has an event per step) need not be read.
-KEEP_COUNTS = ("static", "static_replica", "set", "deepr", "rigl", "thin_dense", "dense")
 
 
 @cache
@@ -78,7 +74,7 @@ def timeline(record: Any) -> list[tuple[int, list[int]]]:
     """(first step, active count per sparse tensor) for each stretch of training with one set of
     counts, from step 0: from the reallocation log, else the final masks for the whole run."""
     tensors = record.summary["density"]["tensors"]
-    if record.config.method in KEEP_COUNTS:
+    if METHODS[record.config.method].keeps_counts:  # DeepR's log need not be read
         return [(0, [t["active"] for t in tensors])]
     events = record.reallocations() if (record.path / "reallocations.jsonl").exists() else []
     if not events:

@@ -35,14 +35,16 @@ from pathlib import Path
 
 import torch
 
-from dsr.data import (
-    DataError,
+from dsr.data_common import (
+    FROM_ENV,
+    DataAccess,
     data_root,
     epoch_order,
     normalise,
     shard_bounds,
     stratified_indices,
 )
+from dsr.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -160,12 +162,7 @@ def file_list_checksum(*lists: list[tuple[str, int]], root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def loader_workers() -> int:
-    """DataLoader worker processes: ``DSR_LOADER_WORKERS``, else min(8, CPU cores)."""
-    return int(os.environ.get("DSR_LOADER_WORKERS", min(8, os.cpu_count() or 1)))
-
-
-def load_imagenet(model_input: tuple[int, ...]) -> ImageFolderData:
+def load_imagenet(model_input: tuple[int, ...], access: DataAccess = FROM_ENV) -> ImageFolderData:
     """ImageNet from ``<DSR_DATA_ROOT>/imagenet/{train,val}``, cropped to the model's input size
     (``model_input``, e.g. ``(3, 224, 224)``)."""
     from torchvision.datasets import ImageFolder
@@ -190,7 +187,7 @@ def load_imagenet(model_input: tuple[int, ...]) -> ImageFolderData:
         val.samples,
         file_list_checksum(train.samples, val.samples, root=root),
         size=model_input[-1],
-        workers=loader_workers(),
+        workers=access.workers(),  # DSR_LOADER_WORKERS, else min(8, CPU cores)
     )
 
 

@@ -25,7 +25,7 @@ def default_sparse_names(model: nn.Module) -> list[str]:
     """The sparse modules of ``model``: its own list, else every conv with a kernel > 1x1 and
     every linear layer except the last one (the usual choice for models not written here)."""
     if hasattr(model, "sparse_module_names"):
-        return list(model.sparse_module_names())
+        return list(model.sparse_module_names())  # type: ignore[operator]
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     names = []
     for name, m in model.named_modules():
@@ -133,7 +133,9 @@ class SparseTensor:
 
     @property
     def weight(self) -> nn.Parameter:
-        return self.module.weight
+        weight = self.module.weight
+        assert isinstance(weight, nn.Parameter)
+        return weight
 
     @property
     def mask(self) -> torch.Tensor:
@@ -222,7 +224,7 @@ class Masks:
     def apply_(self) -> None:
         """Zero every inactive weight (call after each optimizer step)."""
         if self.tensors:
-            torch._foreach_mul_(self.weights, self.float_masks())
+            torch._foreach_mul_(list(self.weights), self.float_masks())  # type: ignore[arg-type]
 
     @torch.no_grad()
     def mask_grads_(self) -> None:

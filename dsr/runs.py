@@ -174,7 +174,7 @@ def run(
     check_request(cfg, root, device, stop_after)
     sources = sources_of(cfg, root, device, progress, data, runtime)  # e.g. pruning's dense run
 
-    data = data if data is not None else load(cfg.dataset, data_shape(cfg))
+    data = data if data is not None else load(cfg.dataset, data_shape(cfg), runtime.data)
     code_version()  # record the code as it is when training starts
     path = run_dir(cfg, root)
     path.mkdir(parents=True, exist_ok=True)
@@ -218,14 +218,26 @@ def sources_of(
     return out
 
 
+def recorded_runtime(record: RunRecord) -> Runtime:
+    """The runtime the first stretch of a finished run executed with (bf16 autocast,
+    channels-last, ...), as its summary records it; the default runtime if none is recorded."""
+    stretches = record.summary.get("runtime") or [{}]
+    known = set(Runtime.__dataclass_fields__) - {"data"}
+    return Runtime(**{k: v for k, v in stretches[0].items() if k in known})
+
+
 def final_weights(record: RunRecord, device: torch.device) -> dict:
-    """The final state_dict of a finished run; if not stored, retrained in memory and then
-    stored as the run's ``final.pt`` (atomically), so that the next run from the same source
-    reads it instead of training it again."""
+    """The final state_dict of a finished run; if not stored, retrained in memory in the
+    precision and layout the run recorded (:func:`recorded_runtime`: a bf16 run is retrained
+    in bf16) and then stored as the run's ``final.pt`` (atomically), so that the next run from
+    the same source reads it instead of training it again."""
     path = record.path / "final.pt"
     if path.exists():
         return io.load_checkpoint(path, device)["model"]
-    weights = train(record.config, None, device=str(device), progress=False).model.state_dict()
+    runtime = recorded_runtime(record)
+    weights = train(
+        record.config, None, device=str(device), progress=False, runtime=runtime
+    ).model.state_dict()
     io.save_torch({"model": weights}, path)
     return weights
 
@@ -299,7 +311,7 @@ def write_results(t: Trainer, path: Path, device: str) -> None:
         arrays = {x.name: np.packbits(x.mask.cpu().numpy().ravel()) for x in masks.tensors}
         shapes = {x.name: list(x.mask.shape) for x in masks.tensors}
         buf = BytesIO()
-        np.savez_compressed(buf, __shapes__=np.array(json.dumps(shapes)), **arrays)
+        np.savez_compressed(buf, __shapes__=np.array(json.dumps(shapes)), **arrays)  # type: ignore[arg-type]
         io.write_bytes(path / "masks_final.npz", buf.getvalue())
     io.save_torch({"model": t.model.state_dict()}, path / "final.pt")
     last = t.history[-1]

@@ -31,7 +31,7 @@ from torch import nn
 
 from dsr import distributed, io
 from dsr.config import ConfigError, RunConfig, budget_runtime
-from dsr.data import Data, load
+from dsr.data import FROM_ENV, Data, DataAccess, load
 from dsr.errors import TrainingDiverged
 from dsr.masks import count_parameters, default_sparse_names
 from dsr.methods import METHODS, Method
@@ -58,6 +58,9 @@ class Runtime:
     # decays into denormals, which x86 arithmetic handles up to 100x slower: a sparse LeNet
     # step is 2-4x faster late in a run with this on. Changes the numbers only below 1.2e-38.
     flush_denormal: bool = True
+    # Whether a missing data set may be downloaded, how many workers stream one: handed to
+    # the data loaders (not recorded: it does not change what is computed).
+    data: DataAccess = FROM_ENV
 
     @property
     def precision(self) -> str:
@@ -95,7 +98,12 @@ def slow_bf16(runtime: Runtime, device: str = "cpu") -> str | None:
 
 def default_runtime(protocol: str, budget: str) -> Runtime:
     """How ``protocol`` at ``budget`` runs unless told otherwise (``config.BUDGET_RUNTIMES``)."""
-    return Runtime(**budget_runtime(protocol, budget))
+    flags = budget_runtime(protocol, budget)
+    return Runtime(
+        channels_last=flags.get("channels_last", False),
+        bf16=flags.get("bf16", False),
+        compile=flags.get("compile", False),
+    )
 
 
 @dataclass
@@ -147,10 +155,12 @@ def build(
     device: str | torch.device = "cpu",
     data: Data | None = None,
     sources: Sequence[dict[str, Any]] = (),
+    access: DataAccess = FROM_ENV,
 ) -> Trainer:
     """Model, optimizer, method and data of a run, initialised from ``cfg.seed``; a method that
     starts from another run (pruning, static_replica) takes what it needs of that run from
-    ``sources`` (:func:`dsr.runs.sources_of`).
+    ``sources`` (:func:`dsr.runs.sources_of`); ``access``: how the data is loaded when
+    ``data`` is not given.
 
     Seeds torch's global RNG with ``cfg.seed``: the run's own stream, which its training goes
     on drawing from (:func:`train` gives the caller's state back afterwards)."""
@@ -159,7 +169,7 @@ def build(
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, width).to(device)
     if data is None:
-        data = load(cfg.dataset, data_shape(cfg))
+        data = load(cfg.dataset, data_shape(cfg), access)
     data = data.subset(cfg.train_subset, cfg.test_subset).to(device)
     lr = Schedule.parse(cfg.lr_schedule)
     optimizer = torch.optim.SGD(
@@ -249,7 +259,8 @@ def check_shards(n: int, batch_size: int, world: int) -> None:
 def prepare(t: Trainer, device: str, runtime: Runtime) -> tuple[nn.Module, nn.Module]:
     """The modules that run the training and the test forward passes: ``t.model`` itself, or
     wrapped in DistributedDataParallel (under torchrun) and compiled, as asked."""
-    train_net = eval_net = t.model
+    train_net: Any = t.model  # a module, or what torch.compile makes of it
+    eval_net: Any = t.model
     if distributed.context().world > 1:
         train_net = distributed.wrap(t.model, device)
     if runtime.compile:
@@ -321,7 +332,7 @@ def train_seeded(
 ) -> Trainer:
     """:func:`train`'s body: leaves the global RNG where the run left it."""
     ctx = distributed.context()
-    t = build(cfg, device, data, sources)
+    t = build(cfg, device, data, sources, runtime.data)
     check_shards(t.data.n_train, cfg.batch_size, ctx.world)
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -330,7 +341,7 @@ def train_seeded(
         elif ctx.is_main and not (run_dir / INIT).exists():
             io.save_torch({"model": t.model.state_dict()}, run_dir / INIT)  # replicas need it
     run_info = {
-        **asdict(runtime),
+        **{k: v for k, v in asdict(runtime).items() if k != "data"},
         "processes": ctx.world,
         "device": str(device),
         "torch": str(torch.__version__),  # a plain str: checkpoints load with weights_only
@@ -378,7 +389,7 @@ def train_seeded(
                     t.optimizer.zero_grad(set_to_none=False)
                     loss.backward()
                     for w in l1:  # L1 penalty l1 * sum|w| on the sparse weights, as a gradient term
-                        w.grad.add_(w.detach().sign(), alpha=cfg.l1)
+                        w.grad.add_(w.detach().sign(), alpha=cfg.l1)  # type: ignore[union-attr]
                     t.method.before_step()
                     t.optimizer.step()
                     io.fault_point("step")  # crash-safety tests kill the process here (dsr.io)

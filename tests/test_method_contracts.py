@@ -72,3 +72,36 @@ def test_every_event_has_the_schema_the_results_read(method):
         assert event["active"] == after
         assert active_before(event) == before
         assert sum(grown_per_tensor(event)) == event["grown"]
+
+
+@pytest.mark.parametrize("method", list(DYNAMIC))
+def test_a_method_that_keeps_counts_keeps_every_tensors_count(method):
+    """``keeps_counts`` (which dsr.flops relies on to skip the log) is a promise kept at every
+    update; the methods without it (dsr, snfs, pruning) do change some tensor's count here."""
+    from dsr.methods import METHODS
+
+    m, events = drive(method)
+    start = m.masks.active_counts() if not events else events[0][1]
+    changed = any(after != start for _, _, after in events)
+    assert changed is not METHODS[method].keeps_counts
+
+
+def test_constructor_defaults_are_the_config_defaults():
+    """A setting is declared once, in RunConfig: a method's constructor, where it gives a
+    default for one of the run config's fields (``dsr.sparsify`` users get it), gives
+    RunConfig's, so a method built by hand and a configured run mean the same thing."""
+    import inspect
+
+    from dsr.config import RunConfig
+    from dsr.methods import METHODS
+
+    config = {k: f.default for k, f in RunConfig.__dataclass_fields__.items()}
+    differ = {}
+    for name, cls in METHODS.items():
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass):
+                continue
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.default is not p.empty and p.name in config and p.default != config[p.name]:
+                    differ[f"{name}.{p.name}"] = (p.default, config[p.name])
+    assert differ == {}

@@ -271,3 +271,45 @@ def test_native_bf16_agrees_with_the_cpu_flags():
         assert not native_bf16("cpu")
     else:
         pytest.skip("AVX-512 without BF16")
+
+
+def test_download_and_loader_workers_reach_the_loaders_as_arguments(monkeypatch):
+    """``--download`` and ``--loader-workers`` travel in the Runtime (pickled to pool workers
+    and cluster jobs), not through the environment; unset, the environment decides."""
+    import os
+
+    from dsr.__main__ import parser, runtime_from_args
+    from dsr.data_common import DataAccess
+
+    monkeypatch.delenv("DSR_DOWNLOAD", raising=False)
+    monkeypatch.delenv("DSR_LOADER_WORKERS", raising=False)
+    before = dict(os.environ)
+    args = parser().parse_args(["train", "--download", "--loader-workers", "3"])
+    rt = runtime_from_args(args)
+    assert (rt.data.may_download(), rt.data.workers()) == (True, 3)
+    assert dict(os.environ) == before
+    plain = runtime_from_args(parser().parse_args(["train"])).data
+    assert plain.may_download() is False
+    monkeypatch.setenv("DSR_DOWNLOAD", "1")
+    monkeypatch.setenv("DSR_LOADER_WORKERS", "0")
+    assert (plain.may_download(), plain.workers()) == (True, 0)
+    assert DataAccess(download=False).may_download() is False  # an argument beats the env
+
+
+def test_a_source_is_retrained_in_the_precision_it_recorded(tmp_path):
+    """A finished run without its final.pt is retrained in memory with the runtime its
+    summary records (a bf16 dense source in bf16), and its weights then stored."""
+    from dsr.runs import final_weights, recorded_runtime
+
+    rec = run(
+        tiny(method="dense", sparsity=0.0, epochs=1),
+        tmp_path,
+        progress=False,
+        runtime=Runtime(bf16=True),
+    )
+    assert recorded_runtime(rec) == Runtime(bf16=True)
+    stored = {k: v.clone() for k, v in final_weights(rec, torch.device("cpu")).items()}
+    (rec.path / "final.pt").unlink()
+    again = final_weights(rec, torch.device("cpu"))
+    assert all(torch.equal(stored[k], again[k]) for k in stored)
+    assert (rec.path / "final.pt").exists()

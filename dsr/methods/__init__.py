@@ -40,7 +40,9 @@ def sparsify(
         seed: seed of the method's own RNG (initial masks, regrowth positions).
         **hyperparameters: the method's options, e.g. ``np_target=600`` for DSR,
             ``epochs=`` (the run's length) for RigL and SNFS, ``source_masks=`` for
-            ``static_replica``.
+            ``static_replica``. One not given takes ``RunConfig``'s default, the LeNet-300-100
+            paper protocol's (DSR and SET: ``realloc_schedule="0:100,25:200,50:400,75:800"``,
+            periods in steps from those epochs, and no reallocation from ``realloc_stop=90``).
 
     Call ``before_step()`` between ``backward()`` and ``optimizer.step()``, and
     ``after_step()`` right after it.
@@ -48,11 +50,12 @@ def sparsify(
     if method not in METHODS:
         raise KeyError(f"unknown method {method!r} (known: {', '.join(sorted(METHODS))})")
     cls = METHODS[method]
-    kwargs = dict(
+    return cls(
+        model,
         sparsity=sparsity,
         steps_per_epoch=steps_per_epoch,
         optimizer=optimizer,
         seed=seed,
         names=names,
+        **hyperparameters,
     )
-    return cls(model, **kwargs, **hyperparameters)

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
-from dsr.config import ConfigError, RunConfig
+from dsr.errors import ConfigError
 from dsr.masks import Masks, SparseTensor
 from dsr.schedules import Schedule
+
+if TYPE_CHECKING:  # annotations only: methods never import the config module
+    from dsr.config import RunConfig
 
 METHODS: dict[str, type[Method]] = {}
 
@@ -51,6 +54,10 @@ class Method:
     # "final_masks" (bool masks by sparse module name), "init_weights" (the run's initial
     # state_dict, without masks).
     needs: ClassVar[tuple[str, ...]] = ()
+    # True: every tensor keeps its active count through training (the method regrows where
+    # it prunes, or never changes the masks), so the final counts hold from step 0
+    # (dsr.flops reads them instead of the reallocation log).
+    keeps_counts: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -118,6 +125,8 @@ class Method:
         (``uniform``, official code), Erdos-Renyi-kernel densities (``erk``, RigL paper), or
         uniform with LeNet-300-100's output layer kept at 100 weights above s = 0.9
         (``protect_output``, the official compressed baseline's rule, an ablation here)."""
+        if self.masks is None:  # a dense network
+            return
         if self.sparse_init == "erk":
             self.masks.init_erk(self.sparsity, self.generator)
         elif self.sparse_init == "protect_output":
@@ -135,7 +144,7 @@ class Method:
         self.step += 1
         if self.masks is None or not self.is_update_step(self.step):
             return None
-        event = {"step": self.step, "epoch": self.epoch_of(self.step)}
+        event: dict[str, Any] = {"step": self.step, "epoch": self.epoch_of(self.step)}
         event.update(self.update())
         event["active"] = self.masks.active_counts()
         return event
@@ -203,6 +212,8 @@ class Reallocation(Method):
     :meth:`end` what is left to do and log after the growth (DSR adapts its threshold).
     """
 
+    masks: Masks  # always sparse: never None
+
     def begin(self) -> dict:
         return {}
 
@@ -268,7 +279,7 @@ class Scheduled(Method):
         return in_window and step % int(self.periods(epoch)) == 0
 
 
-def split_proportional(total: int, weights: Sequence[int], capacity: Sequence[int]) -> list[int]:
+def split_proportional(total: int, weights: Sequence[float], capacity: Sequence[int]) -> list[int]:
     """Split ``total`` into integers proportional to ``weights``, none above its ``capacity``.
 
     Largest-remainder rounding makes the parts sum exactly to ``total`` (which must not exceed

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from dsr.config import ConfigError, RunConfig
+from dsr.errors import ConfigError
+from dsr.masks import default_sparse_names
 from dsr.methods.base import Method, register
+from dsr.models import create_model
+
+if TYPE_CHECKING:  # annotations only: methods never import the config module
+    from dsr.config import RunConfig
 
 
 @register("dense")
 class Dense(Method):
     """The full dense network: no masks, the sparsity field is ignored."""
 
+    keeps_counts = True
     sparse = False
 
 
 @register("static")
 class Static(Method):
     """A random sparse network (uniform sparsity, exact counts) whose mask never changes."""
+
+    keeps_counts = True
 
 
 @register("thin_dense")
@@ -28,6 +38,7 @@ class ThinDense(Method):
     (``thin_match="memory"``, the ICML-2019 version's). The width multiplier is chosen by
     :func:`matched_width` and recorded in the run summary."""
 
+    keeps_counts = True
     sparse = False
 
     @classmethod
@@ -44,9 +55,6 @@ class ThinDense(Method):
 
 def model_counts(model_name: str, width: float) -> dict[str, int]:
     """Trainable parameters of a model (built on the meta device, no memory, no RNG use)."""
-    from dsr.masks import default_sparse_names
-    from dsr.models import create_model
-
     with torch.device("meta"):
         model = create_model(model_name, width)
     names = set(default_sparse_names(model))
@@ -63,7 +71,7 @@ def matched_width(model_name: str, sparsity: float, match: str = "params") -> fl
     per sparse position for the mask (sparse positions / 32).
     """
     full = model_counts(model_name, 1.0)
-    target = round((1 - sparsity) * full["sparse_positions"]) + full["dense"]
+    target: float = round((1 - sparsity) * full["sparse_positions"]) + full["dense"]
     if match == "memory":
         target += full["sparse_positions"] / 32
     lo, hi = 0.0, 1.0

@@ -33,6 +33,7 @@ import math
 import torch
 from torch import nn
 
+from dsr.masks import Masks
 from dsr.methods.base import Method, register
 from dsr.schedules import Schedule
 
@@ -41,6 +42,10 @@ from dsr.schedules import Schedule
 class DeepR(Method):
     """Sign-flip pruning and random regrowth every iteration, noisy gradients."""
 
+    masks: Masks  # always sparse: never None
+
+    keeps_counts = True
+
     config_fields = ("deepr_eta", "deepr_temperature_schedule", "deepr_sign_reference")
 
     def __init__(
@@ -48,7 +53,7 @@ class DeepR(Method):
         model: nn.Module,
         *,
         deepr_eta: float = 0.01,
-        deepr_temperature_schedule: str = "0:1e-5",
+        deepr_temperature_schedule: str = "0:1e-05,25:1e-08,80:1e-12,140:1e-15",
         deepr_sign_reference: str = "previous",
         **kw,
     ):

@@ -38,18 +38,25 @@ which hands them over: the method never reads the run cache itself).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from dsr.config import ConfigError, RunConfig
-from dsr.masks import exact_counts, grouped_counts, protected_sparsities
+from dsr.errors import ConfigError
+from dsr.masks import Masks, exact_counts, grouped_counts, protected_sparsities
 from dsr.methods.base import Method, register, source_config, the_source
+
+if TYPE_CHECKING:  # annotations only: methods never import the config module
+    from dsr.config import RunConfig
 
 
 @register("pruning")
 class Pruning(Method):
     """Dense start, magnitude pruning (per tensor, or global) on the cubic schedule, then
     fine-tuning."""
+
+    masks: Masks  # always sparse: never None
 
     config_fields = ("prune_every", "prune_times", "prune_scope", "prune_time_scale")
     needs = ("final_weights",)

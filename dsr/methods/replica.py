@@ -20,20 +20,24 @@ at 120, 220, 350) against DSR's 200, which is ``--epochs 400 --lr_schedule
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from dsr.config import ConfigError, RunConfig
-from dsr.masks import MaskError
+from dsr.errors import ConfigError, MaskError
+from dsr.masks import Masks
 from dsr.methods.base import Method, register, source_config, the_source
+from dsr.models import create_model
+
+if TYPE_CHECKING:  # annotations only: methods never import the config module
+    from dsr.config import RunConfig
 
 FRESH_SEED_OFFSET = 1_000_003
 
 
 def fresh_state(cfg: RunConfig) -> dict[str, torch.Tensor]:
     """A model initialised with the seed ``cfg.seed + FRESH_SEED_OFFSET``."""
-    from dsr.models import create_model
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + FRESH_SEED_OFFSET)
         return create_model(cfg.model, cfg.width).state_dict()
@@ -42,6 +46,10 @@ def fresh_state(cfg: RunConfig) -> dict[str, torch.Tensor]:
 @register("static_replica")
 class StaticReplica(Method):
     """The final masks of a DSR run, never changed."""
+
+    masks: Masks  # always sparse: never None
+
+    keeps_counts = True
 
     needs = ("final_masks", "init_weights")
 

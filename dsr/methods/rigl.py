@@ -22,11 +22,12 @@ every method is compared on the same footing.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from dsr.config import ConfigError
+from dsr.errors import ConfigError
 from dsr.masks import SparseTensor
 from dsr.methods.base import Reallocation, register
 
@@ -36,6 +37,8 @@ DROP_JITTER = 1e-5  # std of the noise added to |w| before the drop (Google's co
 @register("rigl")
 class RigL(Reallocation):
     """Magnitude drop, dense-gradient growth, per tensor, on a cosine-annealed fraction."""
+
+    keeps_counts = True
 
     config_fields = ("epochs", "rigl_drop_fraction", "rigl_update_every", "rigl_end")
 
@@ -53,6 +56,7 @@ class RigL(Reallocation):
         self.alpha, self.every = rigl_drop_fraction, rigl_update_every
         self.end_step = int(rigl_end * epochs * self.steps_per_epoch)
         self.dense_grads: list[torch.Tensor] | None = None
+        self.before: list[Any] = []  # during an update: each tensor's mask before its drop
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -107,7 +111,7 @@ class RigL(Reallocation):
         if count == 0:
             return 0
         w, m = t.weight.view(-1), t.mask.view(-1)
-        score = self.dense_grads[i].view(-1).abs().masked_fill(m, -1.0)
+        score = self.dense_grads[i].view(-1).abs().masked_fill(m, -1.0)  # type: ignore[index]
         grow = torch.topk(score, count).indices
         new = grow[~self.before[i][grow]]
         m[grow] = True
@@ -117,5 +121,5 @@ class RigL(Reallocation):
         return len(new)
 
     def end(self, dropped, counts, new) -> dict:
-        self.dense_grads, self.before = None, None
+        self.dense_grads, self.before = None, []
         return {"new_per_tensor": new}

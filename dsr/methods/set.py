@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dsr.config import ConfigError
+from dsr.errors import ConfigError
 from dsr.methods.base import Reallocation, Scheduled, register
 
 ORIGINAL_ZETA = 0.3  # Mocanu et al. 2018, the value used in all their experiments
@@ -38,6 +38,8 @@ ORIGINAL_ZETA = 0.3  # Mocanu et al. 2018, the value used in all their experimen
 @register("set")
 class SET(Scheduled, Reallocation):
     """Per-tensor magnitude pruning of a fixed fraction, random regrowth in the same tensor."""
+
+    keeps_counts = True
 
     config_fields = (
         "np_target",
@@ -57,8 +59,8 @@ class SET(Scheduled, Reallocation):
         np_target: int = 600,
         set_zeta: float = 0.0,
         set_variant: str = "dsr",
-        realloc_schedule: str = "0:100",
-        realloc_stop: int = 10**9,
+        realloc_schedule: str = "0:100,25:200,50:400,75:800",
+        realloc_stop: int = 90,
         grow_init: str = "zero",
         reset_momentum: bool = False,
         **kw,

@@ -29,7 +29,7 @@ import math
 import torch
 from torch import nn
 
-from dsr.config import ConfigError
+from dsr.errors import ConfigError
 from dsr.masks import SparseTensor
 from dsr.methods.base import Reallocation, register, split_proportional
 
@@ -139,13 +139,13 @@ class SNFS(Reallocation):
         w[~m] = 0.0
         new = grow[~self.before[i].view(-1)[grow]]
         w[new] = 0.0
-        state = self.optimizer.state.get(t.weight, {}).get("momentum_buffer")
+        state = self.optimizer.state.get(t.weight, {}).get("momentum_buffer")  # type: ignore[union-attr]
         if state is not None:
             state.view(-1)[new] = 0.0 if self.reset_momentum else buf.view(-1)[new]
         return len(new)
 
     def end(self, dropped, counts, new) -> dict:
-        self.before = None
+        self.before = []
         return {"new_per_tensor": new, "shares": self.share}
 
     def state_dict(self) -> dict:
