@@ -101,15 +101,28 @@ def verdict_larger_sparser(final: pd.DataFrame, st: Study) -> Verdict:
     ok, total = size_pairs(final)
     if total == 0:
         return Verdict("not run here", "every sparse tensor has the same size", final)
-    rho = final.numel.corr(final["final density"], method="spearman")
-    depth = final.depth.corr(final["final density"], method="spearman")
+    rho = rank_correlation(final.numel, final["final density"])
+    depth = rank_correlation(final.depth, final["final density"])
     label = larger_sparser_label(ok, total)
     detail = (
         f"in {ok} of {total} pairs of tensors of different sizes the larger ends sparser; "
-        f"Spearman correlation of tensor size and final density {rho:+.2f}, "
-        f"of depth and final density {depth:+.2f}"
+        f"Spearman correlation of tensor size and final density {signed(rho)}, "
+        f"of depth and final density {signed(depth)}"
     )
     return Verdict(label + qualifier(st), detail, final)
+
+
+def rank_correlation(x: pd.Series, y: pd.Series) -> float:
+    """Spearman's rho of ``x`` and ``y``; NaN, without a warning, where either is constant
+    (e.g. a method that ends every tensor at one density: there is no ranking to correlate)."""
+    if x.nunique() < 2 or y.nunique() < 2:
+        return float("nan")
+    return float(x.corr(y, method="spearman"))
+
+
+def signed(rho: float) -> str:
+    """``+0.92``; "undefined" for NaN (:func:`rank_correlation`)."""
+    return "undefined (one of the two is constant)" if rho != rho else f"{rho:+.2f}"
 
 
 def density_over_seeds(st: Study, method: str, sparsity: float) -> Verdict:
@@ -123,13 +136,16 @@ def density_over_seeds(st: Study, method: str, sparsity: float) -> Verdict:
     rows = []
     for seed, final in finals_by_seed(st, method, sparsity).items():
         held, total = size_pairs(final)
+        density = final["final density"]
         rows.append(
             {
                 "seed": seed,
                 "larger sparser": held,
                 "size pairs": total,
-                "size-density rho": round(final.numel.corr(final["final density"], "spearman"), 2),
-                "depth-density rho": round(final.depth.corr(final["final density"], "spearman"), 2),
+                "size-density rho": round(rank_correlation(final.numel, density), 2),
+                "depth-density rho": round(
+                    rank_correlation(final.depth, final["final density"]), 2
+                ),
                 "verdict": larger_sparser_label(held, total) if total else "not run here",
             }
         )

@@ -83,3 +83,24 @@ def test_smoke_profile_falls_back_to_synthetic_data_without_mnist(tmp_path, monk
 def test_default_profile_injects_nothing_but_the_profile():
     """The default profile keeps every other parameter of the notebook as committed."""
     assert parameters(NOTEBOOKS[0], "default", None) == {"profile": "default"}
+
+
+@pytest.mark.parametrize("method", ["set", "deepr", "rigl", "snfs", "pruning"])
+def test_notebook_4_runs_for_every_method_that_reallocates(method, tmp_path):
+    """The density page draws any method's committed runs (dsr is the book's own page): each
+    method's event log gives its densities over training, and the page executes to the end
+    with no error and no warning printed."""
+    from dsr.book import execute
+
+    nb = next(p for p in NOTEBOOKS if p.name.startswith("04_"))
+    target = tmp_path / "out.ipynb"
+    execute(nb, target, {"method": method, "sparsity": 0.9}, 600)
+    out = nbformat.read(target, as_version=4)
+    printed = [
+        o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.outputs
+        if o.get("name") == "stderr" or o.output_type == "error"
+    ]  # fmt: skip
+    assert printed == []
+    figures = [o for c in out.cells if c.cell_type == "code" for o in c.outputs
+               if "image/png" in o.get("data", {})]  # fmt: skip
+    assert len(figures) >= 1  # the LeNet-300-100 run's densities over training
