@@ -169,7 +169,10 @@ def dense_line(ax: Axes, done: pd.DataFrame) -> None:
 
 
 def seed_text(st: results.Study) -> str:
-    return ",".join(str(s) for s in st.seeds)
+    """The seeds of the finished runs the figure draws (the study's seeds if none finished)."""
+    done = st.done()
+    seeds = sorted(set(done.seed)) if not done.empty else st.seeds
+    return ",".join(str(s) for s in seeds)
 
 
 def accuracy_by_method(st: results.Study) -> Figure:
