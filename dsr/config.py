@@ -436,62 +436,20 @@ def budget_runtime(protocol: str, budget: str) -> dict[str, bool]:
     return dict(BUDGET_RUNTIMES.get(budget, {}).get(protocol, {}))
 
 
-# What a method changes in every protocol (reference README, "Protocol facts"), applied by
-# :func:`preset` when the method is given, before the caller's overrides.
-METHOD_PROTOCOLS: dict[str, dict[str, Any]] = {
-    # DeepR as the DSR paper ran it: L1 1e-5, no weight decay.
-    "deepr": dict(l1=1e-5, weight_decay=0.0),
-    # Compressed sparse: 48 epochs from the protocol's trained dense network, LR 0 for epoch 0
-    # (the first prune sees the dense weights), 0.02, 0.004 from 25, 0.0008 from 35; per-tensor
-    # magnitude pruning with the official code's exception for LeNet-300-100 above s = 0.9.
-    "pruning": dict(epochs=48, lr_schedule="0:0,1:0.02,25:0.004,35:0.0008", prune_scope="official"),
-}
-
-
-# ... and what it changes in one protocol only. WRN-28-2's compressed runs in the official
-# experiments file (experiments/wrnet_experiments.yaml, "Pruning from full model") do not pass
-# --weight-decay, so they ran at main.py's default 1e-4, not the dense runs' 5e-4.
-PROTOCOL_METHOD_CHANGES: dict[tuple[str, str], dict[str, Any]] = {
-    ("wrn28_2-cifar10", "pruning"): dict(weight_decay=1e-4),
-}
-
-
-# Budgets whose compressed runs are scaled in time with the protocol (the others keep the
-# official 48 epochs whatever the budget).
-PRUNING_SCALED = ("cpu",)
-
-
 def with_method(
     base: dict[str, Any], method: str, factor: float, protocol: str = "", budget: str = ""
 ) -> dict[str, Any]:
-    """``base`` (a protocol at a budget) with ``method``'s protocol changes applied.
+    """``base`` (a protocol at a budget, ``factor`` its length over the protocol's) with
+    ``method``'s protocol changes applied: each method declares its own
+    (:meth:`dsr.methods.Method.protocol_values`; e.g. DeepR's L1 and weight decay, the
+    compressed run's 48 epochs, scaled in time at the ``cpu`` budget). An unknown method
+    changes nothing here: validating the config names it."""
+    from dsr.methods import METHODS  # torch: only once a config is built (see validate)
 
-    Runs that start from another run (pruning, static_replica) record the protocol's epochs and
-    learning rates as their source's; the DeepR temperature schedule is shortened with the
-    budget like the other schedules. At a budget of :data:`PRUNING_SCALED` that shortens the
-    protocol (WRN-28-2 at ``cpu``: 13 of 200 epochs), the compressed run is shortened by the
-    same factor: its 48 epochs (rounded to whole epochs: 3), its learning-rate boundaries (not
-    rounded: they fall inside epochs) and its 20 prunes (``prune_time_scale``).
-    """
-    out = dict(base, method=method)
-    if method in ("pruning", "static_replica"):
-        out.update(
-            source_epochs=base["epochs"],
-            source_lr_schedule=base["lr_schedule"],
-            source_weight_decay=base["weight_decay"],
-        )
-    if method == "deepr" and factor != 1:
-        default = str(RunConfig.__dataclass_fields__["deepr_temperature_schedule"].default)
-        out["deepr_temperature_schedule"] = Schedule.parse(default).scaled(factor).format()
-    out.update(METHOD_PROTOCOLS.get(method, {}))
-    out.update(PROTOCOL_METHOD_CHANGES.get((protocol, method), {}))
-    if method == "pruning" and factor != 1 and budget in PRUNING_SCALED:
-        out.update(
-            epochs=max(1, round(out["epochs"] * factor)),
-            lr_schedule=Schedule.parse(out["lr_schedule"]).scaled_exactly(factor).format(),
-            prune_time_scale=factor,
-        )
-    return out
+    cls = METHODS.get(method)
+    if cls is None:
+        return dict(base, method=method)
+    return cls.protocol_values(base, factor, protocol, budget)
 
 
 def normalise_source(values: dict[str, Any]) -> dict[str, Any]:
@@ -510,8 +468,8 @@ def normalise_source(values: dict[str, Any]) -> dict[str, Any]:
 def preset(protocol: str = "lenet300-mnist", budget: str = "paper", **overrides: Any) -> RunConfig:
     """The resolved config of a protocol at a budget, with field overrides applied last.
 
-    When ``overrides`` name a method, that method's protocol changes
-    (:data:`METHOD_PROTOCOLS`) are applied before the other overrides.
+    When ``overrides`` name a method, that method's protocol changes (:func:`with_method`)
+    are applied before the other overrides.
 
     Raises:
         ConfigError: unknown protocol, budget or field, or an invalid value.

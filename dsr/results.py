@@ -57,7 +57,6 @@ from dsr.study import (  # noqa: F401
     PAPER_VERSIONS,
     PROFILES,
     RUN_COLUMNS,
-    VARIANT_FIELDS,
     Study,
     budget_of,
     data_for,

@@ -14,7 +14,7 @@ A notebook's ``budget`` parameter names another budget for the ``default`` profi
 their own budget.
 
 Methods are named as in :data:`dsr.methods.METHODS`, optionally with a variant,
-``name:value``, which sets the method's variant field (:data:`VARIANT_FIELDS`), e.g.
+``name:value``, which sets the method's variant field (its ``variant_field``), e.g.
 ``static_replica:source``, or with fields, ``name:field=value`` (the ablations). A method that
 this version of the package does not have is reported as "not available" and skipped.
 """
@@ -55,16 +55,6 @@ NOTEBOOK_ONLY = {
     "wrn_seeds": "notebook 4: seeds of the WRN-28-2 runs read for the pattern over seeds",
     "scope_sparsities": "notebook 1: sparsities of its per-tensor vs global pruning section",
     "scope_seeds": "notebook 1: seeds of its per-tensor vs global pruning section",
-}
-
-
-# The field a method's ``name:value`` variant sets.
-VARIANT_FIELDS = {
-    "static_replica": "replica_init",
-    "thin_dense": "thin_match",
-    "set": "set_variant",
-    "deepr": "deepr_sign_reference",
-    "pruning": "prune_scope",
 }
 
 
@@ -148,9 +138,9 @@ def method_config(base: dict[str, Any], spec: str, sparsity: float, seed: int) -
                 raise ConfigError(f"method spec {spec!r}: expected name:field=value, got {part!r}")
             overrides[key] = coerce(key, value)
     elif variant:
-        if name not in VARIANT_FIELDS:
+        if not METHODS[name].variant_field:
             raise ConfigError(f"method {name!r} has no variants")
-        overrides[VARIANT_FIELDS[name]] = variant
+        overrides[METHODS[name].variant_field] = variant
     args = (base["protocol"], base["budget"])
     cfg = preset(*args, **base["fields"], **overrides, seed=seed)
     if not length:

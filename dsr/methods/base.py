@@ -58,6 +58,13 @@ class Method:
     # it prunes, or never changes the masks), so the final counts hold from step 0
     # (dsr.flops reads them instead of the reallocation log).
     keeps_counts: ClassVar[bool] = False
+    # The field a method spec's ``name:value`` sets (``static_replica:source``); "" if none.
+    variant_field: ClassVar[str] = ""
+    # What the method changes in every protocol, as the paper ran it (reference README,
+    # "Protocol facts"), and in one protocol only (protocol -> changes): applied by
+    # dsr.config.preset when a config names the method, before the caller's overrides.
+    protocol_defaults: ClassVar[dict[str, Any]] = {}
+    protocol_changes: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(
         self,
@@ -83,6 +90,25 @@ class Method:
             self.init_masks()
 
     # --- construction from a run config ---------------------------------------------------
+    @classmethod
+    def protocol_values(
+        cls, base: dict[str, Any], factor: float, protocol: str, budget: str
+    ) -> dict[str, Any]:
+        """``base`` (the fields of ``protocol`` at ``budget``, ``factor`` its length over the
+        protocol's) with this method's changes: a method that starts from another run records
+        that run's epochs, learning rates and weight decay (the ``source_*`` fields), then its
+        :attr:`protocol_defaults` and :attr:`protocol_changes` apply."""
+        out = dict(base, method=cls.name)
+        if cls.needs:
+            out.update(
+                source_epochs=base["epochs"],
+                source_lr_schedule=base["lr_schedule"],
+                source_weight_decay=base["weight_decay"],
+            )
+        out.update(cls.protocol_defaults)
+        out.update(cls.protocol_changes.get(protocol, {}))
+        return out
+
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
         """Raise dsr.config.ConfigError if ``cfg`` is incompatible with this method."""

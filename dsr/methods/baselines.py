@@ -40,6 +40,7 @@ class ThinDense(Method):
 
     keeps_counts = True
     sparse = False
+    variant_field = "thin_match"
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:

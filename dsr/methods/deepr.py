@@ -9,7 +9,7 @@ Official DSR code (``SparseTensor.prune_sign_change`` + ``grow_random``; referen
 * before the step, Gaussian noise of standard deviation sqrt(2 eta T) is added to the gradients
   of the active weights, T from a per-epoch temperature schedule (eta = 0.01; T = 1e-5, 1e-8
   from epoch 25, 1e-12 from 80, 1e-15 from 140 on WRN-28-2);
-* L1 coefficient 1e-5 and no weight decay (``dsr.config.METHOD_PROTOCOLS``; the L1 term is the
+* L1 coefficient 1e-5 and no weight decay (``DeepR.protocol_defaults``; the L1 term is the
   training loop's).
 
 A sign flip is a product of the new and the reference sign below 0, so a weight at exactly 0
@@ -37,23 +37,36 @@ from dsr.masks import Masks
 from dsr.methods.base import Method, register
 from dsr.schedules import Schedule
 
+# The temperature schedule of the paper's DeepR runs (RunConfig's default), in epochs of the
+# 200-epoch protocols; a shorter budget shortens it like the other schedules.
+TEMPERATURE = "0:1e-05,25:1e-08,80:1e-12,140:1e-15"
+
 
 @register("deepr")
 class DeepR(Method):
     """Sign-flip pruning and random regrowth every iteration, noisy gradients."""
 
     masks: Masks  # always sparse: never None
-
     keeps_counts = True
-
     config_fields = ("deepr_eta", "deepr_temperature_schedule", "deepr_sign_reference")
+    variant_field = "deepr_sign_reference"
+    # DeepR as the DSR paper ran it: L1 1e-5, no weight decay.
+    protocol_defaults = dict(l1=1e-5, weight_decay=0.0)
+
+    @classmethod
+    def protocol_values(cls, base, factor, protocol, budget):
+        out = super().protocol_values(base, factor, protocol, budget)
+        if factor != 1:
+            schedule = out.get("deepr_temperature_schedule", TEMPERATURE)
+            out["deepr_temperature_schedule"] = Schedule.parse(schedule).scaled(factor).format()
+        return out
 
     def __init__(
         self,
         model: nn.Module,
         *,
         deepr_eta: float = 0.01,
-        deepr_temperature_schedule: str = "0:1e-05,25:1e-08,80:1e-12,140:1e-15",
+        deepr_temperature_schedule: str = TEMPERATURE,
         deepr_sign_reference: str = "previous",
         **kw,
     ):

@@ -9,9 +9,9 @@ As the DSR paper ran it (reference README, "Compressed sparse"):
   s_k = s (1 - (1 - k / n)^3) (cubic schedule, Zhu & Gupta Eq. 1 with s_i = 0), so the last
   prune reaches exactly s, with exact counts (:func:`dsr.masks.exact_counts`);
 * 48 epochs in all, LR 0 for epoch 0 (the first prune sees the dense weights), 0.02, 0.004
-  from epoch 25, 0.0008 from 35 (``dsr.config.METHOD_PROTOCOLS``).
+  from epoch 25, 0.0008 from 35 (:attr:`Pruning.protocol_defaults`).
 
-``prune_scope="official"`` (the paper's baseline, :data:`dsr.config.METHOD_PROTOCOLS`) is the
+``prune_scope="official"`` (the paper's baseline, :attr:`Pruning.protocol_defaults`) is the
 official ``main.py`` for ``mnist_mlp``: when the target s is above 0.9, the 10 x 100 output layer
 is pruned only to sparsity 0.9 (100 weights) and the other layers share the rest of the budget,
 (1 - s) * total - 100 weights, at one common sparsity, each on its own cubic schedule. Without
@@ -26,7 +26,7 @@ so each tensor ends at whatever sparsity its magnitudes give it (as DSR's reallo
 On a run scaled in time (``prune_time_scale`` < 1: the ``cpu`` budget of WRN-28-2, whose
 compressed run is the official 48 epochs times the budget's 13/200, so 3 epochs), each prune
 happens after its official step times the scale (rounded), and the learning-rate boundaries are
-scaled the same way, inside epochs (``dsr.config.with_method``).
+scaled the same way, inside epochs (:meth:`Pruning.protocol_values`).
 
 With the last prune at the end of epoch 38, the 48-epoch run leaves 9 epochs after it, not the
 "10 more epochs" the reference states; we follow its epochs. Pruned weights stay at 0 with zero
@@ -46,6 +46,7 @@ from torch import nn
 from dsr.errors import ConfigError
 from dsr.masks import Masks, exact_counts, grouped_counts, protected_sparsities
 from dsr.methods.base import Method, register, source_config, the_source
+from dsr.schedules import Schedule
 
 if TYPE_CHECKING:  # annotations only: methods never import the config module
     from dsr.config import RunConfig
@@ -57,9 +58,37 @@ class Pruning(Method):
     fine-tuning."""
 
     masks: Masks  # always sparse: never None
-
     config_fields = ("prune_every", "prune_times", "prune_scope", "prune_time_scale")
     needs = ("final_weights",)
+    variant_field = "prune_scope"
+    # Compressed sparse: 48 epochs from the protocol's trained dense network, LR 0 for epoch 0
+    # (the first prune sees the dense weights), 0.02, 0.004 from 25, 0.0008 from 35; per-tensor
+    # magnitude pruning with the official code's exception for LeNet-300-100 above s = 0.9.
+    protocol_defaults = dict(
+        epochs=48, lr_schedule="0:0,1:0.02,25:0.004,35:0.0008", prune_scope="official"
+    )
+    # WRN-28-2's compressed runs in the official experiments file
+    # (experiments/wrnet_experiments.yaml, "Pruning from full model") do not pass
+    # --weight-decay, so they ran at main.py's default 1e-4, not the dense runs' 5e-4.
+    protocol_changes = {"wrn28_2-cifar10": dict(weight_decay=1e-4)}
+    # Budgets whose compressed runs are scaled in time with the protocol (the others keep the
+    # official 48 epochs whatever the budget).
+    scaled_budgets = ("cpu",)
+
+    @classmethod
+    def protocol_values(cls, base, factor, protocol, budget):
+        """At a budget of :attr:`scaled_budgets` that shortens the protocol (WRN-28-2 at
+        ``cpu``: 13 of 200 epochs), the compressed run is shortened by the same factor: its 48
+        epochs (rounded to whole epochs: 3), its learning-rate boundaries (not rounded: they
+        fall inside epochs) and its 20 prunes (``prune_time_scale``)."""
+        out = super().protocol_values(base, factor, protocol, budget)
+        if factor != 1 and budget in cls.scaled_budgets:
+            out.update(
+                epochs=max(1, round(out["epochs"] * factor)),
+                lr_schedule=Schedule.parse(out["lr_schedule"]).scaled_exactly(factor).format(),
+                prune_time_scale=factor,
+            )
+        return out
 
     def __init__(
         self,

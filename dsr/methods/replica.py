@@ -48,10 +48,9 @@ class StaticReplica(Method):
     """The final masks of a DSR run, never changed."""
 
     masks: Masks  # always sparse: never None
-
     keeps_counts = True
-
     needs = ("final_masks", "init_weights")
+    variant_field = "replica_init"
 
     def __init__(self, model: nn.Module, *, source_masks: dict[str, torch.Tensor], **kw):
         self.source_masks = source_masks

@@ -39,7 +39,6 @@ class RigL(Reallocation):
     """Magnitude drop, dense-gradient growth, per tensor, on a cosine-annealed fraction."""
 
     keeps_counts = True
-
     config_fields = ("epochs", "rigl_drop_fraction", "rigl_update_every", "rigl_end")
 
     def __init__(

@@ -40,7 +40,7 @@ class SET(Scheduled, Reallocation):
     """Per-tensor magnitude pruning of a fixed fraction, random regrowth in the same tensor."""
 
     keeps_counts = True
-
+    variant_field = "set_variant"
     config_fields = (
         "np_target",
         "set_zeta",
