@@ -30,17 +30,24 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dsr.config import preset
+from dsr.data import CIFAR_MEAN, CIFAR_STD, Data
 from dsr.methods import sparsify
 from dsr.models import create_model, input_shape
-
-if TYPE_CHECKING:
-    from dsr.train import Runtime
+from dsr.train import (
+    DEFAULT_RUNTIME,
+    Runtime,
+    autocast,
+    evaluate,
+    memory_format,
+    native_bf16,
+    train,
+)
 
 
 def make(model_name: str, method: str, sparsity: float, device: str):
@@ -57,8 +64,6 @@ def step_fn(model, opt, method, x, y, hooks: bool = False, runtime=None):
     rewiring); without, it only zeroes the inactive weights, so no reallocation is timed.
     With a ``runtime``, the input takes its memory format and the forward pass runs under its
     autocast, through the training loop's own helpers."""
-    from dsr.train import DEFAULT_RUNTIME, autocast, memory_format
-
     runtime = runtime or DEFAULT_RUNTIME
     x = memory_format(x, runtime)
     device = x.device
@@ -120,8 +125,6 @@ def bench_model(model_name: str, repeats: int, device: str, batch: int = 100) ->
 
 def random_cifar(n_train: int, n_test: int, device: str):
     """Random uint8 images of CIFAR-10's shape with CIFAR's augmentation, on ``device``."""
-    from dsr.data import CIFAR_MEAN, CIFAR_STD, Data
-
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n_train + n_test, 3, 32, 32), generator=g, dtype=torch.uint8)
     y = torch.randint(0, 10, (n_train + n_test,), generator=g)
@@ -131,8 +134,6 @@ def random_cifar(n_train: int, n_test: int, device: str):
 
 
 def wrn_config(method: str, epochs: int, realloc: bool = True):
-    from dsr.config import preset
-
     return preset(
         "wrn28_2-cifar10",
         "paper",
@@ -148,8 +149,6 @@ def wrn_config(method: str, epochs: int, realloc: bool = True):
 
 def throughput(method: str, images: int, epochs: int, device: str, runtime) -> dict:
     """Training and test images/s of WRN-28-2 under the real loop, after a warm-up epoch."""
-    from dsr.train import evaluate, train
-
     data = random_cifar(images, images // 5, device)
     t = train(wrn_config(method, epochs), device=device, progress=False, data=data,
               runtime=runtime)  # fmt: skip
@@ -168,8 +167,6 @@ def count_syncs(images: int, device: str, runtime) -> tuple[int, int]:
     """Host synchronisations inside the step loop of one DSR training epoch without
     reallocation (CUDA's sync debug mode), and the number of steps."""
     from dataclasses import replace
-
-    from dsr.train import train
 
     data = random_cifar(images, 100, device)
     cfg = wrn_config("dsr", 1, realloc=False)
@@ -311,8 +308,6 @@ def bench_paths(repeats: int, device: str, batch: int = 100) -> dict[str, float]
     """Training images/s per thread of one WRN-28-2 step (static masks, s = 0.9, batch 100)
     under each runtime path of :data:`CPU_PATHS`; the paths alternate step by step so that
     drift hits all alike."""
-    from dsr.train import Runtime, native_bf16
-
     x = torch.randn(batch, *input_shape("wrn28_2"), device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     model, opt, method = make("wrn28_2", "static", 0.9, device)
@@ -335,8 +330,6 @@ def bench_paths(repeats: int, device: str, batch: int = 100) -> dict[str, float]
 def print_paths(repeats: int, device: str) -> dict[str, float]:
     ips = bench_paths(repeats, device)
     print("WRN-28-2 training step, static s = 0.9, batch 100: images/s per thread")
-    from dsr.train import native_bf16
-
     for name, v in ips.items():
         note = "" if "bf16" not in name or native_bf16(device) else "  (no bf16 hardware: 1 step)"
         print(f"  {name:22} {v:8.1f} images/s/thread  {v / ips['fp32']:5.2f}x fp32{note}")

@@ -26,6 +26,8 @@ import yaml
 
 from dsr.data import PROJECT, data_root
 from dsr.errors import BookError
+from dsr.results import MODEL_NAMES, PROFILES
+from dsr.runs import export_csv
 
 SOURCES = ("_config.yml", "_toc.yml", "_static", "book")
 # Parameter values a profile sets in every notebook that declares them; the smoke profile
@@ -100,7 +102,7 @@ def smoke_data(out: Path) -> dict[str, str]:
     sets and a tiny generated ``imagenet/`` (10 classes of coloured noise), read without
     loader processes. Runs on it are checks of the code path, not ImageNet results."""
     try:
-        from dsr.imagefolder import make_image_folder
+        from dsr.imagefolder import make_image_folder  # needs torchvision's image reading
     except ImportError:
         return {}
     real = data_root()
@@ -233,8 +235,6 @@ def build(
         runs_root: the run cache for every notebook (default: ``$DSR_RUNS`` or ``data/runs``).
         timeout: seconds a notebook cell may run (None: no limit).
     """
-    from dsr.results import PROFILES
-
     if profile not in PROFILES:
         raise BookError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
     out = out.resolve()
@@ -254,8 +254,6 @@ def generate(src: Path, runs_root: Path | None) -> None:
     run the notebooks read (``_static/runs.csv``, linked from the introduction), the compute
     table of the reproducibility summary (``book/_compute.md``), and the repository address in
     ``_config.yml`` where one is known."""
-    from dsr.runs import export_csv
-
     runs = export_csv(src / "_static" / "runs.csv", runs_root)
     (src / "book" / "_compute.md").write_text(compute_table(runs))
     url = repository_url()
@@ -271,8 +269,6 @@ def compute_table(runs: list[dict[str, Any]]) -> str:
     took, per network, data and device kind (CPU-hours: wall time x threads x processes;
     GPU-hours: wall time x processes), and the total."""
     import pandas as pd
-
-    from dsr.results import MODEL_NAMES
 
     if not runs:
         return "No finished run is in the run cache this build read.\n"

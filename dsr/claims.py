@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from dsr import verdicts
 from dsr.events import active_before, grown_per_tensor  # noqa: F401  (grown_per_tensor: API)
 from dsr.study import MODEL_NAMES, PAPER_DATASET, PAPER_VERSIONS, Study
 from dsr.tables import (
@@ -53,8 +54,6 @@ def verdict_beats(st: Study, winner: str, losers: list[str], matching: bool = Fa
     here" when no comparison could be made, with the budget and data in brackets where they
     are not the paper's.
     """
-    from dsr import verdicts
-
     st.variant()  # one data variant and one precision, or a one-line ResultsError
     done = st.done()
     margin = verdicts.MARGIN if matching else None
@@ -101,8 +100,6 @@ def needed_text(n: int | None) -> str:
 
 def label_pairs(pairs: pd.DataFrame, st: Study, what: str, matching: bool) -> tuple[str, str]:
     """The label and the one-line detail of a verdict's comparisons."""
-    from dsr import verdicts
-
     if pairs.empty:
         return "not run here", f"no finished runs to compare ({what})"
     counts = pairs.outcome.value_counts()

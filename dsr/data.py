@@ -44,6 +44,7 @@ from dsr.data_common import (  # noqa: F401  (re-exported: dsr.data.stratified_i
     stratified_indices,
 )
 from dsr.errors import DataError
+from dsr.imagefolder import load_imagenet  # streamed from <DSR_DATA_ROOT>/imagenet
 
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -383,20 +384,13 @@ def load_synthetic(model_input: tuple[int, ...], access: DataAccess = FROM_ENV) 
     return Data("synthetic", x[:512], y[:512], x[512:], y[512:], "synthetic-v1")
 
 
-def load_imagenet(model_input: tuple[int, ...], access: DataAccess = FROM_ENV):
-    """ImageNet, streamed from ``<DSR_DATA_ROOT>/imagenet``: see :mod:`dsr.imagefolder`
-    (imported here, when asked for: it needs torchvision's image reading)."""
-    from dsr.imagefolder import load_imagenet as load_folder
-
-    return load_folder(model_input, access)
-
-
 DATASETS: dict[str, Callable[[tuple[int, ...], DataAccess], Data]] = {
     "mnist": load_mnist,
     "cifar10": load_cifar10,
     "cifar10-jpeg": load_cifar10_jpeg,
     "synthetic": load_synthetic,
-    "imagenet": load_imagenet,
+    # ImageFolderData: Data's interface, streamed from disk
+    "imagenet": load_imagenet,  # type: ignore[dict-item]
 }
 # The input shape (without batch) each data set gives; a data set not listed here (synthetic)
 # adapts to the model.

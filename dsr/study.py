@@ -28,10 +28,14 @@ from typing import Any
 import pandas as pd
 
 from dsr.config import BUDGETS, PROTOCOLS, ConfigError, RunConfig, coerce, preset
-from dsr.data import PROJECT
+from dsr.data import PROJECT, DataError, load
 from dsr.errors import ResultsError
 from dsr.events import active_before, grown_per_tensor  # noqa: F401  (grown_per_tensor: API)
+from dsr.methods import METHODS
+from dsr.models import MODELS
+from dsr.runs import load_run, run, run_dir
 from dsr.schedules import Schedule
+from dsr.train import data_shape, default_runtime, slow_bf16
 
 PAPER_DIR = PROJECT / "data" / "paper"
 
@@ -124,8 +128,6 @@ def method_config(base: dict[str, Any], spec: str, sparsity: float, seed: int) -
         ConfigError: the method or its variant field is not in this version of the package,
             or a length multiplier that is malformed or not offered for the method.
     """
-    from dsr.methods import METHODS
-
     spec, _, length = spec.partition("@")
     name, _, variant = spec.partition(":")
     if name not in METHODS:
@@ -203,8 +205,6 @@ class Study:
 
     def record(self, label: str, sparsity: float, seed: int):
         """The RunRecord of one finished run of the study, or None."""
-        from dsr.runs import load_run
-
         rows = self.done()
         hit = rows[(rows.label == label) & (rows.sparsity == sparsity) & (rows.seed == seed)]
         if hit.empty:
@@ -250,8 +250,6 @@ class Study:
 
     def runtime(self):
         """How the runs this study trains execute: its protocol at its budget's default."""
-        from dsr.train import default_runtime
-
         return default_runtime(self.protocol, self.budget)
 
 
@@ -276,10 +274,6 @@ def run_row(
     With ``loaded`` (a dict that keeps data sets between calls) a missing run is trained, with
     ``runtime`` (default: fp32); without it, it is reported as "not run".
     """
-    from dsr.data import DataError
-    from dsr.runs import load_run, run, run_dir
-    from dsr.train import slow_bf16
-
     row = dict(label=spec, method=method_name(spec), sparsity=sparsity, seed=seed)
     if isinstance(cfg, str):
         return {**row, "status": "not available", "reason": cfg}
@@ -329,9 +323,6 @@ def mask_updates(record) -> int:
 
 def data_for(cfg: RunConfig, loaded: dict):
     """The data set of ``cfg``, loaded once per (data set, input shape) and kept in ``loaded``."""
-    from dsr.data import load
-    from dsr.train import data_shape
-
     key = (cfg.dataset, data_shape(cfg))
     if key not in loaded:
         loaded[key] = load(*key)
@@ -379,6 +370,4 @@ def study(
 
 def model_available(model: str) -> bool:
     """Whether this version of the package has the model and a protocol for it."""
-    from dsr.models import MODELS
-
     return model in MODELS and any(p["model"] == model for p in PROTOCOLS.values())

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from dsr import flops
 from dsr.config import preset
 from dsr.events import active_before, grown_per_tensor  # noqa: F401  (grown_per_tensor: API)
 from dsr.study import MODEL_NAMES, PAPER_DATASET, PAPER_DIR, PAPER_METHODS, PAPER_MODELS, Study
@@ -216,8 +217,6 @@ def cost_table(st: Study) -> pd.DataFrame:
 def flops_rows(st: Study) -> pd.DataFrame:
     """Each finished run's FLOPs ledger (:func:`dsr.flops.ledger`): label, sparsity, seed, test
     accuracy, training and inference FLOPs, each also as a multiple of the dense network's."""
-    from dsr import flops
-
     rows = []
     for r in st.done().itertuples():
         ledger = flops.ledger(st.record(r.label, r.sparsity, r.seed))

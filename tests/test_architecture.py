@@ -139,3 +139,35 @@ def test_methods_import_only_what_they_change():
         if module_of(p) == "methods"
     }
     assert {k: v for k, v in extra.items() if v} == {}
+
+
+# The only imports of the package's own modules made inside functions, each for its reason.
+DEFERRED = {
+    "__init__": "`import dsr` loads the configs without torch; registry and runs on first use",
+    "__main__": "`python -m dsr --help` answers without importing torch",
+    "config": "configs load without torch; validating one needs the registries below it",
+    "models": "ResNet-50 imports torchvision's model code, only when asked for",
+    "book": "the tiny smoke image folder, where the package's image reading is installed",
+}
+
+
+def function_level(path: Path) -> set[str]:
+    """The package's modules ``path`` imports inside a function (not at its top level)."""
+    tree = ast.parse(path.read_text())
+    top = {id(n) for n in tree.body}
+    skip = type_checking_only(tree)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and id(node) not in top | skip:
+            if node.module and node.module.startswith("dsr"):
+                found.add(node.module)
+    return found
+
+
+def test_imports_inside_functions_are_only_the_deferred_ones():
+    inside = {
+        str(p.relative_to(PACKAGE)): sorted(function_level(p))
+        for p in FILES
+        if module_of(p) not in DEFERRED
+    }
+    assert {k: v for k, v in inside.items() if v} == {}
