@@ -431,7 +431,7 @@ BUDGET_RUNTIMES: dict[str, dict[str, dict[str, bool]]] = {
 }
 
 
-def budget_runtime(protocol: str, budget: str) -> dict[str, bool]:
+def budget_runtime(protocol: str, budget: str) -> dict[str, Any]:
     """The runtime options a protocol at a budget runs with by default (empty: fp32, NCHW)."""
     return dict(BUDGET_RUNTIMES.get(budget, {}).get(protocol, {}))
 

@@ -135,14 +135,15 @@ class Data:
         order, g = epoch_order(n, train, epoch, seed)
         augment = train and self.augment and bool(self.mean)
         sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
-        # (3, N): dy, dx, flip; drawn for every batch (an empty draw where not augmented)
-        crops = to_device(draw_crop_flip(sizes if augment else [], g), x.device)
+        crops = draw_crop_flip(sizes, g) if augment else None  # (3, N): dy, dx, flip
+        order = to_device(order, x.device)
+        crops = to_device(crops, x.device) if crops is not None else None
         for i in range(0, n, batch_size):
             lo, hi = shard_bounds(min(batch_size, n - i), *shard)
             idx = order[i + lo : i + hi]
             xb = x[idx]
             if self.mean:
-                if augment:
+                if crops is not None:  # augment
                     xb = crop_flip(xb, *crops[:, i + lo : i + hi])
                 xb = normalise(xb, self.mean, self.std)
             yield xb, y[idx]

@@ -143,9 +143,7 @@ def density_over_seeds(st: Study, method: str, sparsity: float) -> Verdict:
                 "larger sparser": held,
                 "size pairs": total,
                 "size-density rho": round(rank_correlation(final.numel, density), 2),
-                "depth-density rho": round(
-                    rank_correlation(final.depth, final["final density"]), 2
-                ),
+                "depth-density rho": round(rank_correlation(final.depth, density), 2),
                 "verdict": larger_sparser_label(held, total) if total else "not run here",
             }
         )

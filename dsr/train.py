@@ -98,12 +98,7 @@ def slow_bf16(runtime: Runtime, device: str = "cpu") -> str | None:
 
 def default_runtime(protocol: str, budget: str) -> Runtime:
     """How ``protocol`` at ``budget`` runs unless told otherwise (``config.BUDGET_RUNTIMES``)."""
-    flags = budget_runtime(protocol, budget)
-    return Runtime(
-        channels_last=flags.get("channels_last", False),
-        bf16=flags.get("bf16", False),
-        compile=flags.get("compile", False),
-    )
+    return Runtime(**budget_runtime(protocol, budget))
 
 
 @dataclass
