@@ -277,6 +277,11 @@ class Reallocation(Method):
         return event
 
 
+# DSR's and SET's reallocation schedule in the LeNet-300-100 paper protocol (RunConfig's
+# defaults, which a test keeps equal): periods in steps from these epochs, none from the stop.
+PAPER_PERIODS, PAPER_STOP = "0:100,25:200,50:400,75:800", 90
+
+
 class Scheduled(Method):
     """A method that reallocates every P steps, P from a per-epoch schedule, until a stop epoch.
 

@@ -38,7 +38,14 @@ import torch
 from torch import nn
 
 from dsr.methods import kernels
-from dsr.methods.base import Reallocation, Scheduled, register, split_proportional
+from dsr.methods.base import (
+    PAPER_PERIODS,
+    PAPER_STOP,
+    Reallocation,
+    Scheduled,
+    register,
+    split_proportional,
+)
 
 
 @register("dsr")
@@ -66,8 +73,8 @@ class DSR(Scheduled, Reallocation):
         np_target: int = 600,
         h0: float = 1e-3,
         delta: float = 0.1,
-        realloc_schedule: str = "0:100,25:200,50:400,75:800",
-        realloc_stop: int = 90,
+        realloc_schedule: str = PAPER_PERIODS,
+        realloc_stop: int = PAPER_STOP,
         grow_init: str = "zero",
         reset_momentum: bool = False,
         granularity: str = "weight",

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from dsr.errors import ConfigError
-from dsr.methods.base import Reallocation, Scheduled, register
+from dsr.methods.base import PAPER_PERIODS, PAPER_STOP, Reallocation, Scheduled, register
 
 ORIGINAL_ZETA = 0.3  # Mocanu et al. 2018, the value used in all their experiments
 
@@ -59,8 +59,8 @@ class SET(Scheduled, Reallocation):
         np_target: int = 600,
         set_zeta: float = 0.0,
         set_variant: str = "dsr",
-        realloc_schedule: str = "0:100,25:200,50:400,75:800",
-        realloc_stop: int = 90,
+        realloc_schedule: str = PAPER_PERIODS,
+        realloc_stop: int = PAPER_STOP,
         grow_init: str = "zero",
         reset_momentum: bool = False,
         **kw,
