@@ -52,7 +52,9 @@ def verdict_beats(st: Study, winner: str, losers: list[str], matching: bool = Fa
     Holm-corrected over the comparisons of this verdict, and one of better (or at or above),
     worse, inconclusive; the label is reproduced, not reproduced, inconclusive, or "not run
     here" when no comparison could be made, with the budget and data in brackets where they
-    are not the paper's.
+    are not the paper's. A claim against several baselines is never "reproduced" while one of
+    them has no finished run to compare with: it is then inconclusive, and the detail names
+    the baselines not run.
     """
     st.variant()  # one data variant and one precision, or a one-line ResultsError
     done = st.done()
@@ -91,15 +93,20 @@ def verdict_beats(st: Study, winner: str, losers: list[str], matching: bool = Fa
     columns += ["classes connected"] * (st.model in SPARSE_CLASSIFIER) + ["seeds to resolve"]
     pairs = pd.DataFrame(rows, columns=columns)
     what = f"{winner} {'at or above' if matching else 'above'} {', '.join(losers)}"
-    return Verdict(*label_pairs(pairs, st, what, matching), pairs)
+    compared = {loser for _, loser, _ in found}
+    missing = [loser for loser in losers if loser not in compared]
+    return Verdict(*label_pairs(pairs, st, what, matching, missing), pairs)
 
 
 def needed_text(n: int | None) -> str:
     return f"{n} per method" if n else "no number (difference too small or unknown spread)"
 
 
-def label_pairs(pairs: pd.DataFrame, st: Study, what: str, matching: bool) -> tuple[str, str]:
-    """The label and the one-line detail of a verdict's comparisons."""
+def label_pairs(
+    pairs: pd.DataFrame, st: Study, what: str, matching: bool, missing: list[str] | None = None
+) -> tuple[str, str]:
+    """The label and the one-line detail of a verdict's comparisons; ``missing``: the
+    baselines with no comparison (no finished runs at a sparsity the winner ran)."""
     if pairs.empty:
         return "not run here", f"no finished runs to compare ({what})"
     counts = pairs.outcome.value_counts()
@@ -121,7 +128,13 @@ def label_pairs(pairs: pd.DataFrame, st: Study, what: str, matching: bool) -> tu
                 f"; in {len(cut)} of them a run leaves classes without an incoming weight "
                 f"({where}): there the gap measures output connectivity, not exploration alone"
             )
-    return verdicts.label(list(pairs.outcome)) + qualifier(st), detail
+    label = verdicts.label(list(pairs.outcome))
+    if missing:
+        detail += f"; {', '.join(missing)} not run here"
+        if label == "reproduced":  # half a claim held is not the claim
+            label = "inconclusive"
+            detail += ", so the claim cannot be called reproduced"
+    return label + qualifier(st), detail
 
 
 class Html(str):

@@ -40,7 +40,8 @@ def cluster_commands(model: str, methods: str, sparsities: str, seeds: str, gpus
 
 def imagenet_summary(table: pd.DataFrame, st: Study) -> dict[str, str]:
     """Notebook 5's row of the summary table: the paper's checked rows only (the ICLR-2019
-    submission's Table 2; top-1, one run each) and our runs, at the study's highest sparsity."""
+    submission's Table 2; top-1, one number per cell as tabulated) and our runs, at the
+    study's highest sparsity."""
     s = max(st.sparsities)
     ok = table[(table.checked == "yes") & (table.sparsity == s)].set_index("method")
     ours = summarize(st)
@@ -48,7 +49,7 @@ def imagenet_summary(table: pd.DataFrame, st: Study) -> dict[str, str]:
     ran = {"dsr", "static"} <= set(ours.index)
     return summary_cells(
         "",
-        f"{ok.top1['dsr']} vs {ok.top1['static']} (top-1, one run each)",
+        f"{ok.top1['dsr']} vs {ok.top1['static']} (top-1, as tabulated)",
         pair_text(ours.reset_index(), "dsr", "static", s) if ran else "not run here",
         scope_text(st, s) if ran else "ResNet-50 / ImageNet: not run here",
         verdict_beats(st, "dsr", ["static"]).label,

@@ -132,7 +132,12 @@ def budget_text(st: Study) -> str:
         for k in ran
         if ran[k] != paper[k] and k not in ("method", "sparsity", "seed")
     ]
-    seeds = f"seeds {','.join(str(s) for s in st.seeds)} (the paper: 5 runs per cell)"
+    planned = ",".join(str(s) for s in st.seeds)
+    finished = ",".join(str(s) for s in sorted({int(s) for s in st.done().get("seed", [])}))
+    seeds = f"seeds {planned}"
+    if finished != planned:
+        seeds += f" ({finished or 'none'} finished)"
+    seeds += " (the paper: 5 runs per cell)"
     precision = st.precision() or st.runtime().precision
     head = (
         f"{MODEL_NAMES.get(st.model, st.model)} / {st.dataset}, {st.budget} budget, "

@@ -63,6 +63,15 @@ def test_mixing_precisions_is_refused_by_every_comparison():
     assert results.verdict_beats(one, "dsr", ["static"]).label == "inconclusive"  # 1 vs 1
 
 
+def test_budget_text_names_the_seeds_planned_and_those_finished():
+    """The budget line names the study's seeds, and which of them finished when not all did."""
+    rows = [("dsr", 0.9, 0, 98.0, "mnist"), ("static", 0.9, 0, 97.0, "mnist")]
+    st = fake(rows)  # planned seeds 0,1; only seed 0 finished
+    assert "seeds 0,1 (0 finished) (the paper: 5 runs per cell)" in results.budget_text(st)
+    st = fake(rows + [("dsr", 0.9, 1, 98.1, "mnist")])
+    assert "seeds 0,1 (the paper: 5 runs per cell)" in results.budget_text(st)
+
+
 @pytest.mark.parametrize(
     "static, label, outcome",
     [
@@ -161,6 +170,21 @@ def test_one_significant_loss_makes_the_claim_not_reproduced():
     v = results.verdict_beats(fake(rows), "dsr", ["static", "thin_dense"])
     assert v.label == "not reproduced"
     assert list(v.pairs.outcome) == ["better", "worse"]
+
+
+def test_a_baseline_with_no_runs_keeps_the_claim_from_reproduced():
+    """DSR clearly above static, thin_dense never run: the claim against both is inconclusive,
+    and the detail names the baseline not run; once thin_dense ran below DSR, reproduced."""
+    rows = [("dsr", 0.9, s, 98.0 + s / 10, "mnist") for s in (0, 1, 2)]
+    rows += [("static", 0.9, s, 97.0 + s / 10, "mnist") for s in (0, 1, 2)]
+    v = results.verdict_beats(fake(rows), "dsr", ["static", "thin_dense"])
+    assert list(v.pairs.outcome) == ["better"]
+    assert v.label == "inconclusive"
+    assert v.detail.endswith("; thin_dense not run here, so the claim cannot be called reproduced")
+    assert results.verdict_beats(fake(rows), "dsr", ["static"]).label == "reproduced"
+    rows += [("thin_dense", 0.9, s, 96.0 + s / 10, "mnist") for s in (0, 1, 2)]
+    both = results.verdict_beats(fake(rows), "dsr", ["static", "thin_dense"])
+    assert both.label == "reproduced" and "not run here" not in both.detail
 
 
 def test_verdict_names_a_budget_other_than_the_papers():
