@@ -51,6 +51,9 @@ def imagenet_summary(table: pd.DataFrame, st: Study) -> dict[str, str]:
         "",
         f"{ok.top1['dsr']} vs {ok.top1['static']} (top-1, as tabulated)",
         pair_text(ours.reset_index(), "dsr", "static", s) if ran else "not run here",
-        scope_text(st, s) if ran else "ResNet-50 / ImageNet: not run here",
+        scope_text(st, s)
+        if ran
+        else f"ResNet-50 / ImageNet · s = {s:g} · paper: ICLR-2019 submission, Table 2 · "
+        "not run here",
         verdict_beats(st, "dsr", ["static"]).label,
     )
