@@ -82,6 +82,7 @@ from dsr.tables import (  # noqa: F401
     output_connections,
     p_text,
     pair_text,
+    paper_dense,
     paper_for,
     paper_means,
     paper_pivot,

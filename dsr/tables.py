@@ -68,6 +68,20 @@ def paper_for(model: str, dataset: str) -> pd.DataFrame:
     return df[(df.model == model) & (df.dataset == PAPER_DATASET.get(dataset, dataset))]
 
 
+def paper_dense(model: str, dataset: str) -> str:
+    """The full dense network's published accuracy for a model and (our) data set, as text with
+    its source (``data/paper/dsr_paper_dense.csv``); "not published here" if the file has none."""
+    df = pd.read_csv(PAPER_DIR / "dsr_paper_dense.csv")
+    df = df[
+        (df.model.map(lambda m: PAPER_MODELS.get(m, m)) == model)
+        & (df.dataset == PAPER_DATASET.get(dataset, dataset))
+    ]
+    if df.empty:
+        return "not published here"
+    row = df.iloc[0]
+    return f"{row.test_accuracy:.2f} % on {row.dataset} (source: {row.source})"
+
+
 def versus_paper(st: Study) -> pd.DataFrame:
     """Our runs beside the paper's, per (method, sparsity): per-run values, mean ± std, and,
     where both the data and the budget are the paper's (never for ``cifar10-jpeg`` or a
