@@ -150,7 +150,11 @@ def budget_text(st: Study) -> str:
     finished = ",".join(str(s) for s in sorted({int(s) for s in st.done().get("seed", [])}))
     seeds = f"seeds {planned}"
     if finished != planned:
-        seeds += f" ({finished or 'none'} finished)"
+        seeds += (
+            f" planned, finished runs for seed{'s' if ',' in finished else ''} {finished}"
+            if finished
+            else " planned, no run finished"
+        )
     seeds += " (the paper: 5 runs per cell)"
     precision = st.precision() or st.runtime().precision
     head = (
