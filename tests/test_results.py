@@ -67,7 +67,8 @@ def test_budget_text_names_the_seeds_planned_and_those_finished():
     """The budget line names the study's seeds, and which of them finished when not all did."""
     rows = [("dsr", 0.9, 0, 98.0, "mnist"), ("static", 0.9, 0, 97.0, "mnist")]
     st = fake(rows)  # planned seeds 0,1; only seed 0 finished
-    assert "seeds 0,1 planned, finished runs for seed 0 (the paper: 5 runs per cell)" in results.budget_text(st)
+    expected = "seeds 0,1 planned, finished runs for seed 0 (the paper: 5 runs per cell)"
+    assert expected in results.budget_text(st)
     st = fake(rows + [("dsr", 0.9, 1, 98.1, "mnist")])
     assert "seeds 0,1 (the paper: 5 runs per cell)" in results.budget_text(st)
 
