@@ -31,7 +31,8 @@ def campaign(out: Path, work: Path, *extra: str) -> list[str]:
     return [
         sys.executable, str(SCRIPT), str(out), "--work", str(work), "--budget", "smoke",
         "--device", "cpu", "--dataset", DATASET, "--workers", "2", "--threads", "1",
-        "--first", "4", "--sync-s", "0.5", "--slot-s", "900", *extra,
+        "--first", "4", "--sync-s", "0.5", "--slot-s", "900", "--check-timeout-s", "400",
+        *extra,
     ]  # fmt: skip
 
 
