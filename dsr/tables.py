@@ -79,7 +79,7 @@ def paper_dense(model: str, dataset: str) -> str:
     if df.empty:
         return "not published here"
     row = df.iloc[0]
-    return f"{row.test_accuracy:.2f} % on {row.dataset} (source: {row.source})"
+    return f"{row.test_accuracy:.2f} % on {row.dataset}, from {row.source}"
 
 
 def versus_paper(st: Study) -> pd.DataFrame:
