@@ -116,7 +116,11 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
         help="bfloat16 autocast (changes the numbers; recorded in the summary; default: the "
         "budget's: on for WRN-28-2 at cpu, fp32 elsewhere)",
     )
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (bench: also time the bf16 + channels-last path compiled)",
+    )
     g.add_argument(
         "--no-flush-denormal",
         action="store_true",

@@ -11,7 +11,9 @@ Ratios (any device):
   DSR paper says its global threshold is cheaper than SET's per-tensor sort;
 * a DeepR training step (noise, sign checks, rewiring every iteration) / a static one;
 * WRN-28-2 training images/s per thread on the paths of the loop's runtime options: fp32,
-  channels-last, and bf16 autocast + channels-last, with each one's ratio to fp32.
+  channels-last, and bf16 autocast + channels-last, with each one's ratio to fp32; with
+  ``--compile`` also bf16 + channels-last under ``torch.compile`` (its compile time, a minute
+  or more on one CPU thread, printed apart and not in the rate).
 
 Steps are timed after warm-up, alternating sparse and dense so that drift hits both alike;
 medians are reported.
@@ -304,10 +306,16 @@ CPU_PATHS = (
 )
 
 
-def bench_paths(repeats: int, device: str, batch: int = 100) -> dict[str, float]:
+COMPILED = "bf16 + channels-last + compile"
+
+
+def bench_paths(
+    repeats: int, device: str, batch: int = 100, compile: bool = False
+) -> dict[str, float]:
     """Training images/s per thread of one WRN-28-2 step (static masks, s = 0.9, batch 100)
-    under each runtime path of :data:`CPU_PATHS`; the paths alternate step by step so that
-    drift hits all alike."""
+    under each runtime path of :data:`CPU_PATHS` (and, with ``compile``, bf16 + channels-last
+    through ``torch.compile`` of the same model, as ``--compile`` trains); the paths alternate
+    step by step so that drift hits all alike. The compile time is printed, not timed in."""
     x = torch.randn(batch, *input_shape("wrn28_2"), device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     model, opt, method = make("wrn28_2", "static", 0.9, device)
@@ -316,7 +324,15 @@ def bench_paths(repeats: int, device: str, batch: int = 100) -> dict[str, float]
     }
     # Without bf16 hardware a bf16 step takes tens of seconds: time it once.
     slow = {name for name, kw in CPU_PATHS if kw.get("bf16") and not native_bf16(device)}
-    for step in steps.values():
+    if compile:
+        fast = Runtime(bf16=True, channels_last=True, compile=True)
+        steps[COMPILED] = step_fn(torch.compile(model), opt, method, x, y, runtime=fast)
+        if not native_bf16(device):
+            slow.add(COMPILED)
+    for name, step in steps.items():
+        if name == COMPILED:
+            print(f"  compiling the {COMPILED} step (a minute or more on one CPU thread) ...")
+            print(f"  compiled in {timed(step, device):.0f} s (first step, not in the rate)")
         step()  # warm-up: oneDNN picks its kernels on the first call of each layout
     times: dict[str, list[float]] = {name: [] for name in steps}
     for i in range(repeats):
@@ -327,9 +343,9 @@ def bench_paths(repeats: int, device: str, batch: int = 100) -> dict[str, float]
     return {name: batch / statistics.median(t) / threads for name, t in times.items()}
 
 
-def print_paths(repeats: int, device: str) -> dict[str, float]:
-    ips = bench_paths(repeats, device)
+def print_paths(repeats: int, device: str, compile: bool = False) -> dict[str, float]:
     print("WRN-28-2 training step, static s = 0.9, batch 100: images/s per thread")
+    ips = bench_paths(repeats, device, compile=compile)
     for name, v in ips.items():
         note = "" if "bf16" not in name or native_bf16(device) else "  (no bf16 hardware: 1 step)"
         print(f"  {name:22} {v:8.1f} images/s/thread  {v / ips['fp32']:5.2f}x fp32{note}")
@@ -365,7 +381,7 @@ def main(args, runtime: Runtime) -> int:
         print_ratios(args.repeats, device)
         bench_realloc(max(3, args.repeats // 4), device)
         bench_deepr(args.repeats, device)
-        print_paths(max(3, args.repeats // 4), device)
+        print_paths(max(3, args.repeats // 4), device, compile=runtime.compile)
     if args.images > 0:
         print_throughput(args.images, args.epochs, device, runtime)
     if args.sync_check and str(device).startswith("cuda"):
