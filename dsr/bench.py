@@ -348,7 +348,7 @@ def print_paths(repeats: int, device: str, compile: bool = False) -> dict[str, f
     ips = bench_paths(repeats, device, compile=compile)
     for name, v in ips.items():
         note = "" if "bf16" not in name or native_bf16(device) else "  (no bf16 hardware: 1 step)"
-        print(f"  {name:22} {v:8.1f} images/s/thread  {v / ips['fp32']:5.2f}x fp32{note}")
+        print(f"  {name:31} {v:8.1f} images/s/thread  {v / ips['fp32']:5.2f}x fp32{note}")
     return ips
 
 
