@@ -56,9 +56,11 @@ def paper_runs(file: str = "dsr_paper_runs.csv") -> pd.DataFrame:
     """The paper's per-run numbers with registry names (``method``, ``model``) beside the
     paper's own (``paper_method``, ``paper_model``)."""
     df = pd.read_csv(PAPER_DIR / file)
-    df["paper_model"], df["paper_method"] = df.model, df.method
+    df["paper_model"] = df.model
     df["model"] = df.model.map(lambda m: PAPER_MODELS.get(m, m))
-    df["method"] = df.method.map(lambda m: PAPER_METHODS.get(m, m))
+    if "method" in df:  # the dense file has one network per row, no method
+        df["paper_method"] = df.method
+        df["method"] = df.method.map(lambda m: PAPER_METHODS.get(m, m))
     return df
 
 
@@ -71,11 +73,8 @@ def paper_for(model: str, dataset: str) -> pd.DataFrame:
 def paper_dense(model: str, dataset: str) -> str:
     """The full dense network's published accuracy for a model and (our) data set, as text with
     its source (``data/paper/dsr_paper_dense.csv``); "not published here" if the file has none."""
-    df = pd.read_csv(PAPER_DIR / "dsr_paper_dense.csv")
-    df = df[
-        (df.model.map(lambda m: PAPER_MODELS.get(m, m)) == model)
-        & (df.dataset == PAPER_DATASET.get(dataset, dataset))
-    ]
+    df = paper_runs("dsr_paper_dense.csv")
+    df = df[(df.model == model) & (df.dataset == PAPER_DATASET.get(dataset, dataset))]
     if df.empty:
         return "not published here"
     row = df.iloc[0]
