@@ -53,8 +53,8 @@ def summarize(st: Study) -> pd.DataFrame:
 
 
 def paper_runs(file: str = "dsr_paper_runs.csv") -> pd.DataFrame:
-    """The paper's per-run numbers with registry names (``method``, ``model``) beside the
-    paper's own (``paper_method``, ``paper_model``)."""
+    """The paper's per-run numbers with registry names (``model``, and ``method`` where the file
+    has a method column) beside the paper's own (``paper_model``, ``paper_method``)."""
     df = pd.read_csv(PAPER_DIR / file)
     df["paper_model"] = df.model
     df["model"] = df.model.map(lambda m: PAPER_MODELS.get(m, m))
