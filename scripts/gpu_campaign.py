@@ -190,10 +190,12 @@ def export(work: Path, out: Path) -> None:
             if saved.exists() and saved.stat().st_mtime_ns >= stamp:
                 continue
             copy_folder(folder, out / "partial" / h, ["config.json", "init.pt", "checkpoint.pt"])
+            # The checkpoint can vanish between the glob and the copy (the run finished and
+            # deleted it): copy_folder then leaves a folder without one, which is useless.
+            os.utime(saved, ns=(stamp, stamp))
         except FileNotFoundError:  # the run finished meanwhile (its checkpoint is deleted last)
             shutil.rmtree(out / "partial" / h, ignore_errors=True)
             continue
-        os.utime(saved, ns=(stamp, stamp))
 
 
 # --- the slot --------------------------------------------------------------------------------

@@ -276,3 +276,32 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
     assert not out.exists()
+
+
+def test_export_skips_a_run_whose_checkpoint_vanishes_during_the_copy(tmp_path, monkeypatch):
+    """The race CI met: a run finishes (and deletes its checkpoint) between export's glob and
+    its copy. Export goes on, leaves no checkpoint-less folder under OUT/partial, and still
+    copies the other runs' checkpoints."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_campaign", SCRIPT)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_campaign", mod)  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    work, out = tmp_path / "work", tmp_path / "out"
+    for h in ("aaaa", "bbbb"):
+        (work / h).mkdir(parents=True)
+        (work / h / "config.json").write_text("{}")
+        (work / h / "checkpoint.pt").write_bytes(h.encode())
+    real = mod.copy_folder
+
+    def finishing_copy(src, dst, files=None):
+        if src.name == "aaaa":  # this run finishes right now
+            (src / "checkpoint.pt").unlink()
+        return real(src, dst, files)
+
+    monkeypatch.setattr(mod, "copy_folder", finishing_copy)
+    mod.export(work, out)
+    assert not (out / "partial" / "aaaa").exists()
+    assert (out / "partial" / "bbbb" / "checkpoint.pt").read_bytes() == b"bbbb"
