@@ -198,6 +198,15 @@ def export(work: Path, out: Path) -> None:
             continue
 
 
+def export_or_say(work: Path, out: Path) -> None:
+    """``export`` during the slot: a file that changes under it (a run writing or finishing)
+    must never stop the slot and its workers; what was not copied is copied at the next sync."""
+    try:
+        export(work, out)
+    except OSError as e:
+        say(f"export: {e}; trying again at the next sync")
+
+
 # --- the slot --------------------------------------------------------------------------------
 
 
@@ -307,7 +316,7 @@ def slot(args: argparse.Namespace) -> int:
             running.remove(job)
             job.state = "done" if rc == 0 else f"failed: exit {rc} (log {job.log})"
             say(f"{job.name} ({job.cfg.hash}): {job.state}")
-            export(work, out)
+            export_or_say(work, out)
         while todo and len(running) < args.workers and deadline - now() > args.min_start_s:
             job = todo.pop(0)
             job.log = logs / f"{job.cfg.hash}.log"
@@ -325,7 +334,7 @@ def slot(args: argparse.Namespace) -> int:
             stop["why"] = "slot limit"
             break
         if now() - last_sync >= args.sync_s:
-            export(work, out)
+            export_or_say(work, out)
             last_sync = now()
         time.sleep(0.5)
     for job in running:  # SIGKILL: a worker's last complete checkpoint stands

@@ -282,13 +282,7 @@ def test_export_skips_a_run_whose_checkpoint_vanishes_during_the_copy(tmp_path, 
     """The race CI met: a run finishes (and deletes its checkpoint) between export's glob and
     its copy. Export goes on, leaves no checkpoint-less folder under OUT/partial, and still
     copies the other runs' checkpoints."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_campaign", SCRIPT)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_campaign", mod)  # dataclasses look their module up
-    spec.loader.exec_module(mod)
+    mod = script_module(monkeypatch)
     work, out = tmp_path / "work", tmp_path / "out"
     for h in ("aaaa", "bbbb"):
         (work / h).mkdir(parents=True)
@@ -305,3 +299,28 @@ def test_export_skips_a_run_whose_checkpoint_vanishes_during_the_copy(tmp_path, 
     mod.export(work, out)
     assert not (out / "partial" / "aaaa").exists()
     assert (out / "partial" / "bbbb" / "checkpoint.pt").read_bytes() == b"bbbb"
+
+
+def test_an_export_error_during_the_slot_is_reported_and_the_slot_goes_on(monkeypatch, capsys):
+    mod = script_module(monkeypatch)
+
+    def failing_export(work, out):
+        raise FileNotFoundError(2, "No such file or directory", "x/checkpoint.pt")
+
+    monkeypatch.setattr(mod, "export", failing_export)
+    mod.export_or_say(Path("work"), Path("out"))  # must not raise
+    said = capsys.readouterr()
+    assert "x/checkpoint.pt" in said.out + said.err
+    assert "trying again at the next sync" in said.out + said.err
+
+
+def script_module(monkeypatch):
+    """scripts/gpu_campaign.py imported as a module (it is a script, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_campaign", SCRIPT)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_campaign", mod)  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
