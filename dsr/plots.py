@@ -372,6 +372,12 @@ def table(df: pd.DataFrame):
     HTML-escaped (a p-value reads "< 0.001"). An empty table prints nothing."""
     if df.empty:
         return None
-    return df.style.hide(axis="index").format(
+    style = df.style.hide(axis="index").format(
         lambda v: f"{v:g}" if isinstance(v, float) else v, na_rep="-", escape="html"
     )
+    intervals = [c for c in df.columns if "CI" in str(c)]  # "[+0.11, +0.59]" reads whole
+    if intervals:
+        style = style.set_properties(
+            subset=intervals, **{"white-space": "nowrap", "overflow-wrap": "normal"}
+        )
+    return style

@@ -74,6 +74,18 @@ def test_table_escapes_text_and_keeps_floats_short():
     assert ">0.5</td>" in html
 
 
+def test_an_interval_cell_never_breaks_inside_its_brackets():
+    """Only the interval column is kept on one line; other text may still wrap."""
+    import re
+
+    import pandas as pd
+
+    df = pd.DataFrame({"95 % CI": ["[+0.11, +0.59]"], "versus": ["static_replica:fresh"]})
+    html = plots.table(df).to_html()
+    nowrap = set(re.findall(r"#(T_\w+_col\d+)[^{]*\{[^}]*white-space: nowrap", html))
+    assert len(nowrap) == 1 and nowrap.pop().endswith("col0"), html
+
+
 def test_a_method_keeps_its_colour_on_every_page_and_variants_get_their_own():
     one = plots.palette(["dsr", "static", "pruning"])
     other = plots.palette(["pruning", "set", "static", "dsr"])
