@@ -281,15 +281,45 @@ def parse_list(text: str, kind: type, name: str) -> list:
         raise CommandError(f"--{name}: cannot read {text!r} as a list of {kind.__name__}") from None
 
 
+def sweep_configs(
+    args: argparse.Namespace, methods: list[str], sparsities: list[float], seeds: list[int]
+) -> list[RunConfig]:
+    """The configs of a sweep, each once: a plain method name takes the command line's fields
+    as they are; a notebook's method spec (``static_replica:fresh``, ``dsr:regrowth=within``,
+    ``static_replica:source@2x``) sets its variant or fields and length on top of them, as the
+    notebooks' studies do, so a sweep trains exactly the runs a page reads."""
+    from dsr.runs import grid
+    from dsr.study import method_config, method_name
+
+    values, protocol, budget = protocol_budget(args)
+    for f in fields(RunConfig):
+        if getattr(args, f.name) is not None:
+            values[f.name] = getattr(args, f.name)
+    shared = {k: coerce(k, v) for k, v in values.items() if k not in ("method", "sparsity", "seed")}
+    out: dict[str, RunConfig] = {}
+    for m in methods:
+        if ":" in m or "@" in m:
+            base = {"protocol": protocol, "budget": budget, "fields": shared}
+            found = [
+                method_config(base, m, s, seed)
+                for s in ([0.0] if method_name(m) == "dense" else sparsities)
+                for seed in seeds
+            ]
+        else:  # each method's own protocol (pruning's epochs) from the options
+            found = grid(config_from_args(args, method=m), [m], sparsities, seeds)
+        for cfg in found:
+            out.setdefault(cfg.hash, cfg)
+    return list(out.values())
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     methods = parse_list(args.methods, str, "methods")
     sparsities = parse_list(args.sparsities, float, "sparsities")
     seeds = parse_list(args.seeds, int, "seeds")
-    bases = {m: config_from_args(args, method=m) for m in methods}  # each method's protocol
+    configs = sweep_configs(args, methods, sparsities, seeds)
     setup_runtime(args, None)
-    from dsr.runs import grid, sweep
+    from dsr.runs import sweep
 
-    configs = [c for m in methods for c in grid(bases[m], [m], sparsities, seeds)]
     local = args.launcher == "pool"  # cluster jobs run on other machines: not checked here
     runtime = checked_runtime(args) if local else runtime_from_args(args, budget_runtime_of(args))
     how = f"{args.workers} workers" if args.launcher == "pool" else f"{args.launcher} jobs"
@@ -413,7 +443,13 @@ def parser() -> argparse.ArgumentParser:
         "parallel worker processes. Safe to stop and restart. A run that diverged "
         "(failed.json in its folder) is reported, not retried: delete that file to retry.",
     )
-    s.add_argument("--methods", default="dsr,static,dense", help="comma-separated methods")
+    s.add_argument(
+        "--methods",
+        default="dsr,static,dense",
+        help="comma-separated methods or the notebooks' method specs: name:variant "
+        "(static_replica:fresh), name:field=value[+field=value] (dsr:regrowth=within), "
+        "and @Nx for N times the epochs (static_replica:source@2x)",
+    )
     s.add_argument("--sparsities", default="0.9", help="comma-separated sparsities")
     s.add_argument("--seeds", default="0", help="comma-separated seeds")
     s.add_argument("--workers", type=positive_int, default=2, help="worker processes (default 2)")

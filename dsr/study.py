@@ -144,7 +144,7 @@ def method_config(base: dict[str, Any], spec: str, sparsity: float, seed: int) -
             raise ConfigError(f"method {name!r} has no variants")
         overrides[METHODS[name].variant_field] = variant
     args = (base["protocol"], base["budget"])
-    cfg = preset(*args, **base["fields"], **overrides, seed=seed)
+    cfg = preset(*args, **{**base["fields"], **overrides}, seed=seed)  # the spec wins
     if not length:
         return cfg
     factor = length[:-1]
@@ -154,7 +154,7 @@ def method_config(base: dict[str, Any], spec: str, sparsity: float, seed: int) -
         raise ConfigError(f"a length multiplier applies to {', '.join(LONGER)}, not {name}")
     longer = Schedule.parse(cfg.lr_schedule).scaled(int(factor)).format()
     overrides.update(epochs=cfg.epochs * int(factor), lr_schedule=longer)
-    return preset(*args, **base["fields"], **overrides, seed=seed)
+    return preset(*args, **{**base["fields"], **overrides}, seed=seed)
 
 
 @dataclass

@@ -121,6 +121,12 @@ SWEEP = {
     "unknown method in a list": (["--methods", "dsr,magic"], "unknown method 'magic'"),
     "seed list with a word": (["--seeds", "0,x"], "--seeds: cannot read '0,x'"),
     "no workers": (["--workers", "0"], "argument --workers: must be at least 1"),
+    "unknown method in a spec": (["--methods", "magic:fast"], "method 'magic' is not available"),
+    "malformed length": (["--methods", "static@2y"], "length multiplier '@2y': expected @Nx"),
+    "length of a method without one": (
+        ["--methods", "dsr@2x"],
+        "a length multiplier applies to static, static_replica, thin_dense, not dsr",
+    ),
 }
 
 

@@ -195,3 +195,59 @@ def test_wrn_pruning_runs_at_the_official_weight_decay_from_the_protocols_dense_
         assert source == preset("wrn28_2-cifar10", budget, method="dense", seed=1)
     lenet = preset("lenet300-mnist", "paper", method="pruning", sparsity=0.9)
     assert (lenet.weight_decay, lenet.source_weight_decay) == (0.0, -1.0)  # unchanged hashes
+
+
+def test_sweep_plans_the_runs_a_notebook_reads_from_its_method_specs():
+    """``sweep --methods`` takes the notebooks' method specs (variant, field=value, @Nx) and
+    plans exactly the configs their studies read, hash for hash; plain names plan as before."""
+    from dsr.__main__ import parser, sweep_configs
+    from dsr.study import Study
+
+    specs = ["static_replica:source@2x", "dsr:regrowth=within+realloc_stop=25", "dense"]
+    args = parser().parse_args(["sweep", "--protocol", "lenet300-mnist", "--budget", "paper"])
+    got = sweep_configs(args, specs + ["static"], [0.9, 0.99], [0, 3])
+    study = Study("paper", "lenet300", "mnist", specs, [0.9, 0.99], [0, 3])
+    planned = [cfg for *_, cfg in study.plan()]
+    plain = [preset("lenet300-mnist", "paper", method="static", sparsity=s, seed=seed)
+             for s in (0.9, 0.99) for seed in (0, 3)]  # fmt: skip
+    assert [c.hash for c in got] == [c.hash for c in planned + plain]
+    assert len(got) == 4 + 4 + 2 + 4  # dense once per seed
+    longer = got[0]
+    assert (longer.method, longer.replica_init, longer.epochs) == ("static_replica", "source", 200)
+    assert longer.lr_schedule == "0:0.1,50:0.02,100:0.004,150:0.0008"
+    within = got[4]
+    assert (within.regrowth, within.realloc_stop) == ("within", 25)
+
+
+def test_a_method_spec_wins_over_the_same_field_on_the_command_line():
+    """``--regrowth anti`` with ``dsr:regrowth=within``: the spec names the run; other options
+    (``--epochs``) apply to every run, and @2x doubles what they set."""
+    from dsr.__main__ import parser, sweep_configs
+
+    argv = ["sweep", "--budget", "smoke", "--regrowth", "anti", "--epochs", "3"]
+    within, plain = sweep_configs(
+        parser().parse_args(argv), ["dsr:regrowth=within", "dsr"], [0.9], [0]
+    )
+    assert (within.regrowth, within.epochs) == ("within", 3)
+    assert (plain.regrowth, plain.epochs) == ("anti", 3)
+    args = parser().parse_args(["sweep", "--budget", "smoke", "--epochs", "3"])
+    (static2x,) = sweep_configs(args, ["static@2x"], [0.9], [0])
+    assert (static2x.method, static2x.epochs) == ("static", 6)
+
+
+def test_sweep_trains_a_method_spec_where_its_study_finds_it(tmp_path, monkeypatch):
+    """``sweep --methods static:sparse_init=protect_output`` (smoke budget) trains the run a
+    page with that spec reads: the study finds it finished."""
+    from dsr.study import Study
+
+    monkeypatch.setattr(runs_module, "ProcessPoolExecutor", InProcessPool)
+    runs = tmp_path / "runs"
+    spec = "static:sparse_init=protect_output"
+    args = ["sweep", "--methods", spec, "--budget", "smoke", "--dataset", "synthetic"]
+    assert main([*args, "--sparsities", "0.99", "--workers", "1", "--runs-root", str(runs),
+                 "--no-progress"]) == 0  # fmt: skip
+    study = Study("smoke", "lenet300", "synthetic", [spec], [0.99], [0], runs)
+    ((*_, cfg),) = study.plan()
+    record = load_run(cfg, runs)
+    assert record is not None and cfg.sparse_init == "protect_output"
+    assert len(list(runs.iterdir())) == 1
