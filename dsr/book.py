@@ -37,12 +37,14 @@ PROFILE_PARAMETERS: dict[str, dict[str, Any]] = {
     "smoke": {"sparsities": "0.9", "sparsity": 0.9, "seeds": "0,1", "scope_sparsities": "0.9"}
 }
 # ... and per notebook (by number): one ResNet-50 run, and two WRN-28-2 runs, are enough to
-# check those code paths (notebooks 4 and 6 share their WRN-28-2 DSR run).
+# check those code paths (notebooks 4 and 6 share their WRN-28-2 DSR run); notebook 7's part
+# 1 keeps the smoke profile's two seeds.
 NOTEBOOK_PARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "04": {"wrn_seeds": "0"},
         "05": {"methods": "dsr", "seeds": "0"},
         "06": {"methods": "dsr,static", "seeds": "0"},
+        "07": {"regrowth_seeds": "0,1"},
     }
 }
 

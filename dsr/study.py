@@ -59,6 +59,7 @@ NOTEBOOK_ONLY = {
     "wrn_seeds": "notebook 4: seeds of the WRN-28-2 runs read for the pattern over seeds",
     "scope_sparsities": "notebook 1: sparsities of its per-tensor vs global pruning section",
     "scope_seeds": "notebook 1: seeds of its per-tensor vs global pruning section",
+    "regrowth_seeds": "notebook 7: seeds of part 1 (where regrowth goes)",
 }
 
 
