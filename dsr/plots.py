@@ -7,6 +7,9 @@ panels, each titled with its data set and budget: the two are never drawn as one
 
 from __future__ import annotations
 
+import html
+import re
+
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
@@ -367,17 +370,44 @@ def imagenet(table: pd.DataFrame) -> Figure:
     return fig
 
 
+# A column whose every word is at most this long never breaks inside a word ("inconclusive"
+# broke as "inconclusi / ve"); it still wraps between words ("10 per / method").
+SHORT_WORD = 14
+# Characters of method specs and other long tokens after which a line may break first
+# ("static_replica:" / "fresh"), before the browser breaks a token anywhere to fit a column.
+SOFT_BREAKS = re.compile(r"([:_=+/,])(?=\S)")
+
+
+def cell_text(value) -> str:
+    """A cell as it reads: floats in their shortest form."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def cell_html(value) -> str:
+    """A cell's text, HTML-escaped, with a soft break opportunity (<wbr>) after each
+    separator of a token longer than ``SHORT_WORD`` (a method spec; never inside an
+    interval, which a browser would break at a <wbr> even when told not to wrap)."""
+    return " ".join(
+        SOFT_BREAKS.sub(r"\1<wbr>", html.escape(word)) if len(word) > SHORT_WORD
+        else html.escape(word)
+        for word in cell_text(value).split(" ")
+    )  # fmt: skip
+
+
 def table(df: pd.DataFrame):
     """A table for a page: no index column, floats in their shortest form, text uncut and
-    HTML-escaped (a p-value reads "< 0.001"). An empty table prints nothing."""
+    HTML-escaped (a p-value reads "< 0.001"). Intervals ("[+0.11, +0.59]") stay on one line,
+    columns of short words never break inside a word; long tokens break after a separator
+    first (a method spec after its ":"). An empty table prints nothing."""
     if df.empty:
         return None
-    style = df.style.hide(axis="index").format(
-        lambda v: f"{v:g}" if isinstance(v, float) else v, na_rep="-", escape="html"
+    style = df.style.hide(axis="index").format(cell_html, na_rep="-")
+    rules = []  # by position: a table may repeat a column name
+    for i, (name, column) in enumerate(df.items()):
+        if "CI" in str(name):  # "[+0.11, +0.59]" reads whole
+            rules.append((i, "white-space: nowrap; overflow-wrap: normal"))
+        elif all(len(word) <= SHORT_WORD for v in column.dropna() for word in cell_text(v).split()):
+            rules.append((i, "overflow-wrap: normal"))  # wraps between words, never inside
+    return style.set_table_styles(
+        [{"selector": f"td.col{i}", "props": props} for i, props in rules], overwrite=False
     )
-    intervals = [c for c in df.columns if "CI" in str(c)]  # "[+0.11, +0.59]" reads whole
-    if intervals:
-        style = style.set_properties(
-            subset=intervals, **{"white-space": "nowrap", "overflow-wrap": "normal"}
-        )
-    return style
