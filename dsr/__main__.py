@@ -354,6 +354,8 @@ def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.kernels is not None and args.prune_rules is not None:
+        raise CommandError("--kernels and --prune-rules are two measurements: give one")
     if args.kernels is not None:
         from dsr import kernels_bench
 
@@ -362,6 +364,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise CommandError("--kernels measures CPU kernels: leave --device at cpu")
         result = kernels_bench.write(args.kernels, args.repeats)
         print(f"wrote {len(result['rows'])} rows to {args.kernels}")
+        return 0
+    if args.prune_rules is not None:
+        setup_runtime(args, 1)
+        if args.device != "cpu":
+            raise CommandError("--prune-rules measures on the CPU: leave --device at cpu")
+        from dsr.bench import write_prune_rules
+
+        result = write_prune_rules(args.prune_rules, args.repeats)
+        print(f"wrote {len(result['rows'])} rows to {args.prune_rules}")
         return 0
     setup_runtime(args, os.cpu_count())
     if args.images is None:
@@ -495,6 +506,15 @@ def parser() -> argparse.ArgumentParser:
         help="instead: time masked dense against torch.sparse CSR kernels at the LeNet-300-100 "
         "and WRN-28-2 layer shapes, s = 0.5-0.99 (CPU, one thread unless --threads), and write "
         "them to JSON (the book reads data/bench/sparse_kernels.json)",
+    )
+    b.add_argument(
+        "--prune-rules",
+        metavar="JSON",
+        type=Path,
+        help="instead: time one DSR reallocation under the adaptive threshold against one "
+        "under exact top-K, same weights and Np, on LeNet-300-100 (s = 0.9, 0.99), WRN-28-2 "
+        "and ResNet-50 (s = 0.9), CPU, one thread unless --threads, and write them to JSON "
+        "(the book reads data/bench/prune_rules.json)",
     )
     add_runtime_options(b)
     b.set_defaults(func=cmd_bench)

@@ -18,6 +18,12 @@ Ratios (any device):
 Steps are timed after warm-up, alternating sparse and dense so that drift hits both alike;
 medians are reported.
 
+Prune rules (``--prune-rules FILE``, CPU): one DSR reallocation under the adaptive threshold
+(official) against one under exact top-K (``prune_rule="topk"``), from the same state, pruning
+and regrowing the same Np weights, on LeNet-300-100 at s = 0.9 and 0.99 (Np = 600), WRN-28-2
+(Np = 20,000) and ResNet-50 (Np = 400,000) at s = 0.9; written to a JSON file that the book
+reads (``data/bench/prune_rules.json``, page 7's part 2).
+
 Throughput (``--images`` > 0): WRN-28-2 trained by the real training loop
 (:func:`dsr.train.train`) on random CIFAR-sized images held on the device, with augmentation
 there, batch 100, dense and DSR at s = 0.9 (P = 100 throughout, the schedule's most frequent
@@ -29,9 +35,11 @@ are counted: a few per epoch (losses read at its end), none per step.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +49,7 @@ from dsr.config import preset
 from dsr.data import CIFAR_MEAN, CIFAR_STD, Data
 from dsr.methods import sparsify
 from dsr.models import create_model, input_shape
+from dsr.provenance import machine
 from dsr.train import (
     DEFAULT_RUNTIME,
     Runtime,
@@ -196,8 +205,16 @@ def wrn_weights() -> tuple[nn.Module, list[str]]:
     return model, list(model.sparse_module_names())
 
 
-def realloc_method(build, method: str, np_target: int, device: str):
-    """A method at s = 0.9 on the model from ``build``, set to move about Np weights."""
+def lenet_weights() -> tuple[nn.Module, list[str]]:
+    model = create_model("lenet300")
+    return model, list(model.sparse_module_names())
+
+
+def realloc_method(
+    build, method: str, np_target: int, device: str, sparsity: float = 0.9, **options
+):
+    """A method at ``sparsity`` on the model from ``build``, set to move about Np weights
+    (``options``: further method fields, such as DSR's ``prune_rule``)."""
     torch.manual_seed(0)
     model, names = build()
     model = model.to(device)
@@ -206,7 +223,11 @@ def realloc_method(build, method: str, np_target: int, device: str):
         "set": dict(np_target=np_target, realloc_schedule="0:100"),
         "rigl": dict(epochs=1),
     }[method]
-    m = sparsify(model, method, sparsity=0.9, steps_per_epoch=10**9, names=names, **hp)
+    m = sparsify(
+        model, method, sparsity=sparsity, steps_per_epoch=10**9, names=names, **hp, **options
+    )
+    if m.masks.total_active() <= np_target:
+        raise ValueError(f"s = {sparsity:g}: Np {np_target} >= active weights")
     if method == "rigl":  # drop fraction at step 0 is alpha: prune Np in all
         m.alpha = np_target / m.masks.total_active()
         m.dense_grads = [torch.randn_like(w) for w in m.masks.weights]
@@ -264,6 +285,73 @@ def bench_realloc(repeats: int, device: str) -> None:
         for method, (t, moved) in result.items():
             print(f"{label:24} {method:6} {moved:8d} {1e3 * t:10.2f} {t / base:7.2f}")
         del methods
+
+
+# (network, weights, sparsity, Np): the paper protocol's Np for each network
+PRUNE_RULE_CASES = (
+    ("LeNet-300-100", lenet_weights, 0.9, 600),
+    ("LeNet-300-100", lenet_weights, 0.99, 600),
+    ("WRN-28-2", wrn_weights, 0.9, 20_000),
+    ("ResNet-50", resnet50_weights, 0.9, 400_000),
+)
+
+
+def measure_prune_rules(
+    repeats: int, device: str = "cpu", cases=PRUNE_RULE_CASES, log=print
+) -> list[dict]:
+    """One DSR reallocation under the adaptive threshold (official) against one under exact
+    top-K (``prune_rule="topk"``), from the same weights and masks, moving the same Np: the
+    threshold is set just above the Np-th smallest active |w|, so both prune the same weights.
+    Each time is the median of ``repeats`` updates after a warm-up, the two rules alternating;
+    ``topk_over_threshold`` above 1: top-K costs more. One row per case."""
+    rows = []
+    for network, build, sparsity, np_target in cases:
+        methods = {
+            rule: realloc_method(build, "dsr", np_target, device, sparsity, prune_rule=rule)
+            for rule in ("threshold", "topk")
+        }
+        result = time_updates(methods, repeats, device)
+        (t_thr, moved_thr), (t_topk, moved_topk) = result["threshold"], result["topk"]
+        if moved_thr != moved_topk:
+            raise AssertionError(f"{network}: the two rules pruned {moved_thr} and {moved_topk}")
+        rows.append(
+            {
+                "network": network,
+                "sparsity": sparsity,
+                "sparse_positions": sum(methods["topk"].masks.numels),
+                "active": methods["topk"].masks.total_active(),
+                "np": np_target,
+                "moved": moved_thr,
+                "threshold_ms": 1e3 * t_thr,
+                "topk_ms": 1e3 * t_topk,
+                "topk_over_threshold": t_topk / t_thr,
+            }
+        )
+        log(
+            f"{network:14} s = {sparsity:<5g} moved {moved_thr:7d}  threshold "
+            f"{1e3 * t_thr:9.2f} ms  top-K {1e3 * t_topk:9.2f} ms  ratio {t_topk / t_thr:5.2f}"
+        )
+        del methods
+    return rows
+
+
+PRUNE_RULES_FILE = Path(__file__).resolve().parent.parent / "data" / "bench" / "prune_rules.json"
+
+
+def write_prune_rules(path: Path, repeats: int = 20, cases=PRUNE_RULE_CASES, log=print) -> dict:
+    """Measure (:func:`measure_prune_rules`, on the CPU) and write ``{"machine": ...,
+    "repeats": ..., "rows": [...]}`` to ``path``."""
+    rows = measure_prune_rules(repeats, "cpu", cases, log=log)
+    result = {"machine": machine(), "repeats": repeats, "rows": rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def load_prune_rules(path: Path | None = None) -> dict | None:
+    """The committed measurement (``data/bench/prune_rules.json``), or None if absent."""
+    path = path or PRUNE_RULES_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def bench_deepr(repeats: int, device: str, batch: int = 100) -> None:

@@ -20,17 +20,15 @@ writes the rows and the machine's description to a JSON file that the book reads
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from dsr.provenance import code_version
+from dsr.provenance import machine
 
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 # (network, layer, kind, weight shape, input shape)
@@ -111,26 +109,6 @@ def measure(repeats: int = 20, sparsities=SPARSITIES, cases=CASES, log=print) ->
             )
             log(f"{layer:24s} s = {s:<5g} masked dense {td * 1e3:8.3f} ms  CSR {ts * 1e3:8.3f} ms")
     return rows
-
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "threads": torch.get_num_threads(),
-        "torch": str(torch.__version__),
-        "capability": torch.backends.cpu.get_cpu_capability(),
-        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **code_version(),
-    }
 
 
 def write(path: Path, repeats: int = 20, log=print, sparsities=SPARSITIES, cases=CASES) -> dict:
