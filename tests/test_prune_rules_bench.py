@@ -50,8 +50,8 @@ def test_a_measurement_file_holds_the_machine_and_a_row_per_case(tmp_path):
     data = json.loads(path.read_text())
     assert {"cpu", "threads", "torch", "code_commit", "measured"} <= set(data["machine"])
     (row,) = data["rows"]
-    assert (row["network"], row["sparsity"], row["np"], row["moved"]) == (
-        "LeNet-300-100", 0.9, 600, 600,
+    assert (row["network"], row["sparsity"], row["np"], row["moved"], row["moved_threshold"]) == (
+        "LeNet-300-100", 0.9, 600, 600, 600,
     )  # fmt: skip
     assert row["sparse_positions"] == 784 * 300 + 300 * 100 + 100 * 10
     assert row["active"] == round(0.1 * row["sparse_positions"])
