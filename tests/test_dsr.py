@@ -79,6 +79,25 @@ def test_just_pruned_positions_are_never_regrown_in_the_same_step():
         assert not mask.view(-1)[idx].any()
 
 
+@pytest.mark.parametrize("exclude", [False, True])
+def test_regrowth_picks_the_official_positions_with_the_same_draws(exclude):
+    """The official pick is ``free.nonzero()[randperm(#free)[:count]]``; ours, which never lists
+    the free positions, picks the same positions and leaves the generator where it left it."""
+    _, m = toy(sparsity=0.9)
+    t = m.masks.tensors[0]
+    dropped = t.mask.view(-1).nonzero().view(-1)[::3] if exclude else None
+    free = ~t.mask.view(-1)
+    if exclude:
+        free[dropped] = False
+    g = torch.Generator().manual_seed(7)
+    official = free.nonzero().view(-1)[torch.randperm(int(free.sum()), generator=g)[:500]]
+    m.generator.manual_seed(7)
+    ours = m.grow_random(t, 500, dropped)
+    assert torch.equal(ours, official)
+    assert torch.equal(m.generator.get_state(), g.get_state())
+    assert t.mask.view(-1)[ours].all()
+
+
 def test_regrown_weights_start_at_zero_and_inactive_ones_are_zero():
     """Official code: regrown weights have value 0."""
     _, m = toy()

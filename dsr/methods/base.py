@@ -216,8 +216,13 @@ class Method:
         free = ~m
         if exclude is not None:
             free[exclude] = False
-        candidates = free.nonzero().view(-1)
-        pick = candidates[torch.randperm(len(candidates), generator=self.generator)[:count]]
+        # The official pick, free.nonzero()[randperm(#free)[:count]], without listing every
+        # free position: the j-th free position is the first where the running count of free
+        # positions reaches j + 1 (same positions, same draws: randperm's int32 and int64
+        # permutations are equal)
+        seen = free.cumsum(0, dtype=torch.int32)
+        order = torch.randperm(int(seen[-1]), generator=self.generator, dtype=torch.int32)
+        pick = torch.searchsorted(seen, order[:count].to(seen.device) + 1)
         m[pick] = True
         return pick
 

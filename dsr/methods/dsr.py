@@ -121,12 +121,14 @@ class DSR(Scheduled, Reallocation):
         Np smallest), never all of them."""
         w, m = t.weight.view(-1), t.mask.view(-1)
         drop = self.drops[i] if self.drops is not None else m & (w.abs() < self.threshold)
-        if bool(drop.sum() == m.sum()) and bool(m.any()):  # never empty a tensor (not
-            # the official choice: it keeps the first active position, we the largest |w|)
-            drop[torch.where(m, w.abs(), -1.0).argmax()] = False
-        m &= ~drop
-        w[drop] = 0.0
-        return drop.nonzero().view(-1)
+        index = drop.nonzero().view(-1)  # ascending; positions index faster than a bool mask
+        active = int(m.sum())
+        if len(index) == active and active > 0:  # never empty a tensor (not the official
+            # choice: it keeps the first active position, we the largest |w|)
+            index = index[index != torch.where(m, w.abs(), -1.0).argmax()]
+        m[index] = False
+        w[index] = 0.0
+        return index
 
     def counts(self, dropped: list[torch.Tensor]) -> list[int]:
         """Split the K dropped weights across tensors (``regrowth``), at positions not dropped
