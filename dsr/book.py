@@ -44,7 +44,7 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
         "04": {"wrn_seeds": "0"},
         "05": {"methods": "dsr", "seeds": "0"},
         "06": {"methods": "dsr,static", "seeds": "0"},
-        "07": {"regrowth_seeds": "0,1"},
+        "07": {"regrowth_seeds": "0,1", "exploration_seeds": "0,1"},
     }
 }
 

@@ -15,6 +15,7 @@ from dsr.study import MODEL_NAMES, PAPER_DATASET, PAPER_VERSIONS, Study
 from dsr.tables import (
     SPARSE_CLASSIFIER,
     classes_connected,
+    exploration_windows,
     interval_text,
     p_text,
     pair_text,
@@ -227,3 +228,86 @@ def summary_row(st: Study, verdict: Verdict, a: str, b: str, prefix: str = "") -
         scope_text(st, s, seeds if ours != "-" else ""),
         verdict.label,
     )
+
+
+def exploration_fits(st: Study) -> pd.DataFrame:
+    """Does accuracy rise with the length of exploration? Per sparsity and series (windows that
+    stop early, windows that start late; the official window, from epoch 0, belongs to both),
+    the least-squares slope of the runs' test accuracy against the epochs with reallocation, in
+    points per 10 epochs (``slope``), with its 95 % t-interval (``low``, ``high``) and its
+    two-sided p Holm-corrected over the rows (``p_holm``; n - 2 degrees of freedom, every run
+    one point, seeds not paired). A series needs two window lengths and three runs."""
+    from scipy.stats import linregress, t
+
+    runs = exploration_windows(st)
+    full = runs[runs.start == 0].groupby("sparsity").explored.max()
+    rows = []
+    for s, cell in runs.groupby("sparsity"):
+        official = cell[(cell.start == 0) & (cell.explored == full.get(s))]
+        for name, part in (
+            ("stops early", cell[cell.start == 0]),
+            ("starts late", pd.concat([cell[cell.start > 0], official])),
+        ):
+            if part.explored.nunique() < 2 or len(part) < 3:
+                continue
+            fit = linregress(part.explored.astype(float), part.test_acc.astype(float))
+            half = float(t.ppf(0.975, len(part) - 2)) * fit.stderr
+            rows.append(
+                {
+                    "sparsity": s,
+                    "windows": name,
+                    "explored": sorted(part.explored.unique()),
+                    "runs": len(part),
+                    "slope": 10 * fit.slope,
+                    "low": 10 * (fit.slope - half),
+                    "high": 10 * (fit.slope + half),
+                    "p": fit.pvalue,
+                }
+            )
+    columns = ["sparsity", "windows", "explored", "runs", "slope", "low", "high", "p", "p_holm"]
+    out = pd.DataFrame(rows, columns=columns[:-1])
+    out["p_holm"] = verdicts.holm(list(out.p))
+    return out[columns]
+
+
+def exploration_trend(st: Study) -> pd.DataFrame:
+    """:func:`exploration_fits` as the page shows it."""
+    fits = exploration_fits(st)
+    return pd.DataFrame(
+        {
+            "sparsity": fits.sparsity,
+            "windows": fits.windows,
+            "epochs with reallocation": [", ".join(f"{e:g}" for e in x) for x in fits.explored],
+            "runs": fits.runs,
+            "slope (points per 10 epochs)": [f"{v:+.3f}" for v in fits.slope],
+            "95 % CI": [f"[{a:+.3f}, {b:+.3f}]" for a, b in zip(fits.low, fits.high)],
+            "p (Holm)": [p_text(p) for p in fits.p_holm],
+        }
+    )
+
+
+def exploration_trend_text(st: Study) -> str:
+    """One sentence on :func:`exploration_fits`: in how many series accuracy rises with the
+    epochs of reallocation (slope above 0, Holm-corrected p below 0.05), falls, or neither."""
+    fits = exploration_fits(st)
+    if fits.empty:
+        return "no series of windows has two lengths with finished runs yet"
+    rising = fits[(fits.slope > 0) & (fits.p_holm < 0.05)]
+    falling = fits[(fits.slope < 0) & (fits.p_holm < 0.05)]
+    parts = [f"accuracy rises with the epochs of reallocation in {len(rising)} of {len(fits)} "
+             "series of windows"]  # fmt: skip
+    if len(rising):
+        parts.append(
+            f" (slopes {rising.slope.min():+.3f} to {rising.slope.max():+.3f} points per 10 "
+            f"epochs, Holm-corrected p {_at_most(rising.p_holm.max())})"
+        )
+    if len(falling):
+        parts.append(f", falls in {len(falling)}")
+    rest = len(fits) - len(rising) - len(falling)
+    if rest:
+        parts.append(f", and neither is resolved in {rest}")
+    return "".join(parts)
+
+
+def _at_most(p: float) -> str:
+    return f"at most {p_text(p)}" if p >= 0.001 else "below 0.001"

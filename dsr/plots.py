@@ -212,21 +212,12 @@ def exploration(st: results.Study) -> Figure:
     [realloc_start, realloc_stop) of each run's config), one panel per sparsity: a window that
     stops early (circles) or starts late (squares); the official window is among the circles.
     Only DSR's runs (``dsr`` and its ``dsr:...`` variants) are drawn."""
-    done = st.done()
-    done = done[done.label.map(results.method_name) == "dsr"]
-    windows = {
-        (label, round(s, 6)): (cfg.realloc_start, min(cfg.realloc_stop, cfg.epochs))
-        for label, s, _, cfg in st.plan()
-        if not isinstance(cfg, str)
-    }
+    done = results.exploration_windows(st)
     fig, axes, sparsities = panels_by_sparsity(done, 1.0)
     if done.empty:
         return fig
     for ax, s in zip(axes, sparsities):
-        cell = done[done.sparsity == s].copy()
-        window = [windows[(label, round(s, 6))] for label in cell.label]
-        cell["start"] = [a for a, _ in window]
-        cell["explored"] = [b - a for a, b in window]
+        cell = done[done.sparsity == s]
         for late, marker, name in ((False, "o", "stops early"), (True, "s", "starts late")):
             part = cell[(cell.start > 0) == late]
             if part.empty:

@@ -60,6 +60,7 @@ NOTEBOOK_ONLY = {
     "scope_sparsities": "notebook 1: sparsities of its per-tensor vs global pruning section",
     "scope_seeds": "notebook 1: seeds of its per-tensor vs global pruning section",
     "regrowth_seeds": "notebook 7: seeds of part 1 (where regrowth goes)",
+    "exploration_seeds": "notebook 7: seeds of part 4 (when exploration matters)",
     "rules_file": "notebook 7: the threshold / top-K timing to read (empty: the committed one)",
 }
 

@@ -15,7 +15,15 @@ import pandas as pd
 from dsr import flops
 from dsr.config import preset
 from dsr.events import active_before, grown_per_tensor  # noqa: F401  (grown_per_tensor: API)
-from dsr.study import MODEL_NAMES, PAPER_DATASET, PAPER_DIR, PAPER_METHODS, PAPER_MODELS, Study
+from dsr.study import (
+    MODEL_NAMES,
+    PAPER_DATASET,
+    PAPER_DIR,
+    PAPER_METHODS,
+    PAPER_MODELS,
+    Study,
+    method_name,
+)
 
 
 def mean_std(values: pd.Series, digits: int = 2) -> str:
@@ -234,6 +242,23 @@ def cost_table(st: Study) -> pd.DataFrame:
             )
     columns = ["method", "device", "runs", "mask updates per epoch", "seconds per epoch"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def exploration_windows(st: Study) -> pd.DataFrame:
+    """DSR's finished runs (``dsr`` and its ``dsr:...`` variants) with the window of epochs in
+    which their masks were reallocated, from each run's config: ``start`` (realloc_start) and
+    ``explored`` (the stop, at most the epochs, minus the start)."""
+    done = st.done()
+    done = done[done.label.map(method_name) == "dsr"].copy()
+    windows = {
+        (label, round(s, 6)): (cfg.realloc_start, min(cfg.realloc_stop, cfg.epochs))
+        for label, s, _, cfg in st.plan()
+        if not isinstance(cfg, str)
+    }
+    window = [windows[(label, round(s, 6))] for label, s in zip(done.label, done.sparsity)]
+    done["start"] = [a for a, _ in window]
+    done["explored"] = [b - a for a, b in window]
+    return done
 
 
 def flops_rows(st: Study) -> pd.DataFrame:

@@ -531,3 +531,61 @@ def test_density_over_training_reads_every_methods_event_log(method):
     if method != "pruning":  # a sparse start at 1 - s overall
         total = sum(numel.values())
         assert abs(start.active.sum() / total - 0.1) < 0.002
+
+
+def windows_study(acc) -> Study:
+    """Fake DSR runs at s = 0.9, seeds 0-2, in the official window (epochs 0-90), three that
+    stop early (10, 25, 50) and two that start late (25, 50: 65 and 40 epochs), each run's
+    accuracy ``acc(epochs with reallocation, seed)``."""
+    specs = {
+        "dsr": 90, "dsr:realloc_stop=10": 10, "dsr:realloc_stop=25": 25,
+        "dsr:realloc_stop=50": 50, "dsr:realloc_start=25": 65, "dsr:realloc_start=50": 40,
+    }  # fmt: skip
+    st = fake(
+        [
+            (spec, 0.9, seed, acc(n, seed), "mnist")
+            for spec, n in specs.items()
+            for seed in (0, 1, 2)
+        ]
+    )
+    st.seeds = [0, 1, 2]
+    return st
+
+
+def test_the_exploration_trend_is_the_slope_per_series_with_the_official_window_in_both():
+    """Accuracy exactly linear in the epochs explored (0.01 points per epoch, one seed offset
+    by +-0.05): each series' slope is 0.1 points per 10 epochs, its interval around it, the
+    official runs counted in both series."""
+    st = windows_study(lambda n, seed: 97.0 + 0.01 * n + 0.05 * (seed - 1))
+    fits = results.exploration_fits(st)
+    assert list(fits.windows) == ["stops early", "starts late"]
+    assert [list(e) for e in fits.explored] == [[10, 25, 50, 90], [40, 65, 90]]
+    assert list(fits.runs) == [12, 9]
+    assert fits.slope.tolist() == pytest.approx([0.1, 0.1])
+    assert all(fits.low < 0.1) and all(fits.high > 0.1) and all(fits.p_holm < 0.001)
+    text = results.exploration_trend_text(st)
+    assert text.startswith("accuracy rises with the epochs of reallocation in 2 of 2 series")
+    shown = results.exploration_trend(st)
+    assert list(shown["slope (points per 10 epochs)"]) == ["+0.100", "+0.100"]
+
+
+def test_an_exploration_trend_that_falls_or_is_flat_is_said_so():
+    """Late-starting windows better than the official one, early-stopping ones no different."""
+    noise = {0: -0.1, 1: 0.0, 2: 0.1}
+    st = windows_study(
+        lambda n, seed: 97.0 + noise[seed] + (0.02 * (90 - n) if n in (40, 65) else 0)
+    )
+    fits = results.exploration_fits(st)
+    assert fits.slope.iloc[0] == pytest.approx(0.0, abs=1e-9) and fits.p_holm.iloc[0] > 0.05
+    assert fits.slope.iloc[1] < 0 and fits.p_holm.iloc[1] < 0.05
+    assert results.exploration_trend_text(st) == (
+        "accuracy rises with the epochs of reallocation in 0 of 2 series of windows, falls in 1, "
+        "and neither is resolved in 1"
+    )
+
+
+def test_without_two_window_lengths_there_is_no_trend():
+    st = fake([("dsr", 0.9, seed, 98.0 + seed / 10, "mnist") for seed in (0, 1, 2)])
+    assert results.exploration_fits(st).empty
+    assert results.exploration_trend(st).empty
+    assert results.exploration_trend_text(st).startswith("no series of windows")
