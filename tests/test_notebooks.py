@@ -45,6 +45,40 @@ def test_parameters_cell_holds_only_flat_literals(path):
         assert type(stmt.value.value) in (str, int, float)
 
 
+def call_name(node: ast.expr) -> str:
+    """``display`` for ``display(x)``, ``publish`` for ``results.publish(x)``, else ""."""
+    if not isinstance(node, ast.Call):
+        return ""
+    f = node.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+def shown_expressions(source: str) -> list[int]:
+    """Line numbers of a cell's top-level bare expressions other than display() and
+    publish() calls (which show or glue on their own; ``%...`` magics left out)."""
+    code = "\n".join("" if line.startswith("%") else line for line in source.splitlines())
+    return [
+        stmt.lineno
+        for stmt in ast.parse(code).body
+        if isinstance(stmt, ast.Expr) and call_name(stmt.value) not in ("display", "publish")
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_cell_hides_a_table_or_figure_behind_its_last_expression(path):
+    """A cell shows only its last bare expression: every other table or figure of the cell
+    goes through display(), so a bare expression may only be the cell's last statement."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        body = ast.parse(
+            "\n".join("" if line.startswith("%") else line for line in cell.source.splitlines())
+        ).body
+        hidden = [n for n in shown_expressions(cell.source) if body and n != body[-1].lineno]
+        assert not hidden, f"{path.name}: a bare expression at line {hidden[0]} is never shown"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_sources_are_committed_without_outputs(path):
     """No code cell of a source notebook holds outputs or an execution count."""
