@@ -35,7 +35,6 @@ are counted: a few per epoch (losses read at its end), none per step.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 import warnings
@@ -49,7 +48,7 @@ from dsr.config import preset
 from dsr.data import CIFAR_MEAN, CIFAR_STD, Data
 from dsr.methods import sparsify
 from dsr.models import create_model, input_shape
-from dsr.provenance import machine
+from dsr.provenance import read_measurement, write_measurement
 from dsr.train import (
     DEFAULT_RUNTIME,
     Runtime,
@@ -344,17 +343,12 @@ PRUNE_RULES_FILE = Path(__file__).resolve().parent.parent / "data" / "bench" / "
 def write_prune_rules(path: Path, repeats: int = 20, cases=PRUNE_RULE_CASES, log=print) -> dict:
     """Measure (:func:`measure_prune_rules`, on the CPU) and write ``{"machine": ...,
     "repeats": ..., "rows": [...]}`` to ``path``."""
-    rows = measure_prune_rules(repeats, "cpu", cases, log=log)
-    result = {"machine": machine(), "repeats": repeats, "rows": rows}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    return result
+    return write_measurement(path, repeats, measure_prune_rules(repeats, "cpu", cases, log=log))
 
 
 def load_prune_rules(path: Path | None = None) -> dict | None:
     """The committed measurement (``data/bench/prune_rules.json``), or None if absent."""
-    path = path or PRUNE_RULES_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_measurement(path or PRUNE_RULES_FILE)
 
 
 def bench_deepr(repeats: int, device: str, batch: int = 100) -> None:

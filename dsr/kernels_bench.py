@@ -19,7 +19,6 @@ writes the rows and the machine's description to a JSON file that the book reads
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 import warnings
@@ -28,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dsr.provenance import machine
+from dsr.provenance import read_measurement, write_measurement
 
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 # (network, layer, kind, weight shape, input shape)
@@ -113,11 +112,7 @@ def measure(repeats: int = 20, sparsities=SPARSITIES, cases=CASES, log=print) ->
 
 def write(path: Path, repeats: int = 20, log=print, sparsities=SPARSITIES, cases=CASES) -> dict:
     """Measure and write ``{"machine": ..., "repeats": ..., "rows": [...]}`` to ``path``."""
-    rows = measure(repeats, sparsities, cases, log=log)
-    result = {"machine": machine(), "repeats": repeats, "rows": rows}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    return result
+    return write_measurement(path, repeats, measure(repeats, sparsities, cases, log=log))
 
 
 def crossovers(rows: list[dict]) -> list[dict]:
@@ -142,5 +137,4 @@ BENCH_FILE = Path(__file__).resolve().parent.parent / "data" / "bench" / "sparse
 
 def load(path: Path | None = None) -> dict | None:
     """The committed measurement (``data/bench/sparse_kernels.json``), or None if absent."""
-    path = path or BENCH_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_measurement(path or BENCH_FILE)

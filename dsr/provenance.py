@@ -1,8 +1,9 @@
 """The code a run was trained with (its git commit and whether the package differed from it),
-and the machine a committed measurement was taken on."""
+and the machine a committed measurement was taken on (with the file that holds it)."""
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import time
@@ -52,3 +53,16 @@ def machine() -> dict[str, Any]:
         "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **code_version(),
     }
+
+
+def write_measurement(path: Path, repeats: int, rows: list[dict]) -> dict:
+    """Write ``{"machine": ..., "repeats": ..., "rows": [...]}`` to ``path``; return it."""
+    result = {"machine": machine(), "repeats": repeats, "rows": rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def read_measurement(path: Path) -> dict | None:
+    """A measurement :func:`write_measurement` wrote, or None if ``path`` is absent."""
+    return json.loads(path.read_text()) if path.exists() else None
